@@ -1,0 +1,76 @@
+"""The `cellzoo` command line: one click group whose subcommands live beside the code they drive.
+
+Subcommands are imported lazily (click's documented lazy-group pattern) so that
+`cellzoo dsl check` does not pay for importing Ray, seaborn or h5py.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import click
+
+# command name -> "module:attribute" of a click command or group
+COMMANDS: dict[str, str] = {
+    "dsl": "cellzoo.dsl.commands:dsl",
+    "data": "cellzoo.train.commands:data",
+    "train": "cellzoo.train.commands:train",
+    "zoo": "cellzoo.zoo.commands:zoo",
+    "evolve": "cellzoo.evolve.commands:evolve",
+    "controller": "cellzoo.evolve.controller_commands:controller",
+    "rank": "cellzoo.ranker.commands:rank",
+    "compare": "cellzoo.analysis.commands:compare",
+    "ensemble": "cellzoo.analysis.commands:ensemble",
+    "report": "cellzoo.analysis.commands:report",
+}
+
+
+# `cellzoo plot KIND`: each plot's command lives beside the data it draws
+PLOTS: dict[str, str] = {
+    "progress": "cellzoo.evolve.commands:plot_progress",
+    "ranker": "cellzoo.ranker.commands:plot_ranker",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module only when it is used."""
+
+    def __init__(self, *args, lazy: dict[str, str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def _available(self) -> dict[str, str]:
+        found = {}
+        for name, target in self.lazy.items():
+            module = target.split(":")[0]
+            if importlib.util.find_spec(module) is not None:
+                found[name] = target
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._available()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        target = self._available().get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS)
+@click.version_option(package_name="cellzoo")
+def main() -> None:
+    """cellzoo: evolve recurrent cells, keep every trained cell in an HDF5 zoo, analyse them."""
+
+
+@main.group(cls=LazyGroup, lazy=PLOTS)
+def plot() -> None:
+    """Draw plots (PNG) from runs and zoos."""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""cellzoo.evolve."""

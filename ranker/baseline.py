@@ -1,0 +1,43 @@
+"""The simple baseline: operator counts of a cell fed to scikit-learn random forests."""
+
+from __future__ import annotations
+
+import numpy as np
+from cellzoo.ranker.graph import VOCAB, Packed
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+
+def count_features(packed: Packed) -> np.ndarray:
+    """[cells, len(VOCAB) + 2]: how often each node type occurs, the node count, the depth."""
+    sizes = np.diff(packed.ptr)
+    cell = np.repeat(np.arange(len(sizes)), sizes)
+    counts = np.zeros((len(sizes), len(VOCAB)))
+    np.add.at(counts, (cell, packed.op), 1)
+    depth = np.zeros(len(sizes))
+    np.maximum.at(depth, cell, packed.level + 1)
+    return np.column_stack([counts, sizes, depth])
+
+
+class CountBaseline:
+    """Random forests on `count_features`: a regressor for log ppl, a classifier for divergence."""
+
+    def __init__(self, seed: int = 0, trees: int = 200):
+        self.reg = RandomForestRegressor(n_estimators=trees, min_samples_leaf=2, random_state=seed,
+                                         n_jobs=1)
+        self.div = RandomForestClassifier(n_estimators=trees, min_samples_leaf=2,
+                                          random_state=seed, n_jobs=1)
+
+    def fit(self, packed: Packed, log_ppl: np.ndarray, diverged: np.ndarray) -> CountBaseline:
+        x = count_features(packed)
+        done = np.isfinite(log_ppl)
+        self.reg.fit(x[done], log_ppl[done])
+        self.div.fit(x, diverged.astype(int))
+        return self
+
+    def predict(self, packed: Packed) -> tuple[np.ndarray, np.ndarray]:
+        """(predicted log ppl, probability of divergence) per cell."""
+        x = count_features(packed)
+        proba = self.div.predict_proba(x)
+        classes = list(self.div.classes_)
+        p = proba[:, classes.index(1)] if 1 in classes else np.zeros(len(x))
+        return self.reg.predict(x), p

@@ -1,0 +1,172 @@
+"""`cellzoo rank ...` (fit, score, eval-nbnlp) and `cellzoo plot ranker RUN_DIR`."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import click
+
+
+class RankError(click.ClickException):
+    """A user-facing error: message on stderr, exit status 2, no traceback."""
+
+    exit_code = 2
+
+
+@click.group()
+def rank() -> None:
+    """Fit, apply and judge the TreeRNN ranker."""
+
+
+@rank.command("fit")
+@click.argument("zoo", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to save it.")
+@click.option("--task", default=None, help="Only runs of this task (default: all).")
+@click.option("--loss", type=click.Choice(["pairwise", "mse"]), default="pairwise",
+              show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=None, help="At most this many epochs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def fit_command(zoo: str, out: str, task: str | None, loss: str, epochs: int | None, seed: int,
+                as_json: bool) -> None:
+    """Train a ranker on the runs of ZOO and save it to --out."""
+    from cellzoo.ranker.fit import Ranker, RankerConfig
+
+    if not Path(zoo).is_file():
+        raise RankError(f"zoo file {zoo} does not exist")
+    runs = _zoo_runs(zoo, task)
+    try:
+        ranker = Ranker(RankerConfig(loss=loss, seed=seed)).fit(runs, epochs=epochs)
+    except ValueError as e:
+        raise RankError(f"cannot fit on {zoo}: {e}") from e
+    ranker.save(out)
+    last = ranker.history[-1] if ranker.history else {}
+    summary = {"out": out, "runs": len(runs), "tasks": sorted(ranker.task_stats),
+               "epochs": len(ranker.history), "val_score": last.get("val_score")}
+    click.echo(json.dumps(summary) if as_json else
+               f"fitted on {len(runs)} runs ({', '.join(summary['tasks'])}) in "
+               f"{summary['epochs']} epochs; saved {out}")
+
+
+def _zoo_runs(path: str, task: str | None) -> list:
+    from cellzoo.zoo import Zoo
+
+    try:
+        with Zoo.open(path) as z:
+            runs = list(z.runs(task=task))
+    except OSError as e:
+        raise RankError(f"cannot read zoo {path}: {e}") from e
+    if not runs:
+        raise RankError(f"no runs{f' for task {task!r}' if task else ''} in {path}")
+    return runs
+
+
+@rank.command("score")
+@click.argument("ranker_path", metavar="RANKER.pt", type=click.Path(dir_okay=False))
+@click.argument("exprs", nargs=-1, required=True, metavar="EXPR...")
+@click.option("--task", default=None, help="Task whose perplexity scale to use.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def score_command(ranker_path: str, exprs: tuple[str, ...], task: str | None,
+                  as_json: bool) -> None:
+    """Predicted perplexity, divergence probability and score (higher = more promising)."""
+    from cellzoo.dsl import DSLError, canonical_text, cell_hash, parse
+
+    ranker = _load(ranker_path)
+    cells = []
+    for text in exprs:
+        try:
+            cells.append(parse(text))
+        except DSLError as e:
+            raise RankError(f"cannot parse {text!r}: {e}") from e
+    try:
+        log_ppl, p_div = ranker.predict(cells, task=task)
+    except ValueError as e:
+        raise RankError(str(e)) from e
+    scores = ranker.score(cells)
+    for cell, lp, p, s in zip(cells, log_ppl, p_div, scores, strict=True):
+        row = {"expr": canonical_text(cell), "hash": cell_hash(cell),
+               "predicted_ppl": math.exp(lp), "predicted_log_ppl": float(lp),
+               "p_diverge": float(p), "score": float(s)}
+        click.echo(json.dumps(row) if as_json else
+                   f"ppl {math.exp(lp):10.2f}  p_div {p:5.3f}  score {s:7.3f}  {row['expr']}")
+
+
+def _load(path: str):
+    from cellzoo.ranker.fit import Ranker
+
+    if not Path(path).is_file():
+        raise RankError(f"ranker file {path} does not exist")
+    try:
+        return Ranker.load(path)
+    except Exception as e:  # a foreign or damaged file: say so instead of a traceback
+        raise RankError(f"{path} is not a cellzoo ranker: {e}") from e
+
+
+@rank.command("eval-nbnlp")
+@click.option("--train-size", type=click.IntRange(2), default=1000, show_default=True)
+@click.option("--test-size", type=click.IntRange(2), default=2000, show_default=True)
+@click.option("--seeds", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--data", type=click.Path(), default=None,
+              help="Folder holding ptb_single_run.jsonl (default $CELLZOO_DATA/nas-bench-nlp).")
+@click.option("--loss", type=click.Choice(["pairwise", "mse"]), default="pairwise",
+              show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=None, help="At most this many epochs.")
+@click.option("--no-baseline", is_flag=True, help="Skip the random-forest baseline.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def eval_nbnlp_command(train_size: int, test_size: int, seeds: int, data: str | None, loss: str,
+                       epochs: int | None, no_baseline: bool, as_json: bool) -> None:
+    """Train on N NAS-Bench-NLP cells, test on others; ranker and baseline side by side."""
+    from cellzoo.ranker.evaluate import eval_nbnlp
+    from cellzoo.ranker.fit import RankerConfig
+    from cellzoo.ranker.nbnlp import load_runs
+
+    try:
+        runs = load_runs(data)
+    except FileNotFoundError as e:
+        raise RankError(str(e)) from e
+    config = RankerConfig(loss=loss, **({"epochs": epochs} if epochs else {}))
+    try:
+        result = eval_nbnlp(runs, train_size, test_size, seeds, config, baseline=not no_baseline,
+                            progress=lambda line: click.echo(line, err=True))
+    except ValueError as e:
+        raise RankError(str(e)) from e
+    if as_json:
+        click.echo(json.dumps(_no_nan(result)))
+        return
+    click.echo(f"train {train_size}, test {test_size}, mean over {seeds} seed(s):")
+    click.echo(f"{'model':10} {'tau':>7} {'rho':>7} {'auc':>7}")
+    for model, m in result["mean"].items():
+        click.echo(f"{model:10} {m['tau']:7.3f} {m['rho']:7.3f} {m['auc']:7.3f}")
+
+
+def _no_nan(value):
+    """NaN (an undefined correlation) becomes null, so that the output is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
+
+
+@click.command("ranker")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="PNG to write (default RUN_DIR/ranker.png).")
+def plot_ranker(run_dir: str, out: str | None) -> None:
+    """Ranker predicted vs true during a search, and its Kendall tau per round."""
+    from cellzoo.ranker.plot import draw, load_log, round_correlations
+
+    try:
+        log = load_log(run_dir)
+    except (FileNotFoundError, ValueError) as e:
+        raise RankError(str(e)) from e
+    if log.empty:
+        raise RankError(f"the ranker log in {run_dir} is empty")
+    out = out or str(Path(run_dir) / "ranker.png")
+    per_round = round_correlations(log)
+    draw(log, per_round, out)
+    click.echo(f"wrote {out} ({len(log)} candidates, {len(per_round)} rounds)")

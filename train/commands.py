@@ -1,0 +1,191 @@
+"""`cellzoo train` and `cellzoo data`: train one cell as a language model; find or fetch corpora."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cellzoo.dsl.library import resolve_cell
+from cellzoo.dsl.parse import DSLError
+from cellzoo.train.checkpoint import CheckpointError
+from cellzoo.train.config import DEVICES, OPTIMIZERS, PRESETS, PROXIES, TrainConfig, TrainResult
+from cellzoo.train.corpus import REAL_TASKS, CorpusNotFoundError, candidate_dirs, has_corpus
+from cellzoo.train.fetch import FetchError, fetch_corpus
+from cellzoo.train.loop import load_run, train_cell
+from cellzoo.train.progress import progress_reporter
+
+TASK_CHOICES = click.Choice(sorted(PROXIES))
+
+
+class CommandError(click.ClickException):
+    """A failure the user can fix (missing corpus, failed download): message and exit code 2."""
+
+    exit_code = 2
+
+#: CLI option name -> TrainConfig field, for options that override the base configuration
+OVERRIDES = {
+    "budget_tokens": "budget_tokens", "epochs": "epochs", "hidden": "hidden", "layers": "layers",
+    "lr": "lr", "optimizer": "optimizer", "batch_size": "batch_size", "bptt": "bptt",
+    "dropout": "dropout", "clip": "clip", "seed": "seed", "device": "device",
+    "eval_tokens": "eval_tokens",
+}
+
+
+@click.command()
+@click.argument("cell", required=False)
+@click.option("--task", type=TASK_CHOICES, default=None,
+              help="Corpus to train on (default: the preset's, else synthetic).")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+              help="A published configuration (default: the task's search proxy).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder with train/valid/test.txt, or with <task>/ inside.")
+@click.option("--budget-tokens", type=click.IntRange(min=1), default=None,
+              help="Train on this many tokens.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Train this many epochs.")
+@click.option("--hidden", type=click.IntRange(min=1), default=None, help="Hidden width.")
+@click.option("--layers", type=click.IntRange(min=1), default=None, help="Stacked cells.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Learning rate.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--bptt", type=click.IntRange(min=1), default=None, help="Truncated BPTT steps.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None)
+@click.option("--clip", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Gradient norm clip.")
+@click.option("--eval-tokens", type=click.IntRange(min=1), default=None,
+              help="Cap on validation and test tokens.")
+@click.option("--seed", type=int, default=None, help="Random seed (default 0).")
+@click.option("--device", type=click.Choice(DEVICES), default=None,
+              help="auto = cuda when available.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--zoo", "zoo_path", type=click.Path(dir_okay=False), default=None,
+              help="Store the run in this HDF5 zoo.")
+@click.option("--checkpoint", "checkpoint_dir", type=click.Path(file_okay=False), default=None,
+              help="Checkpoint here; a matching checkpoint already there is continued.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
+              help="Continue the run checkpointed in this folder (CELL and options optional).")
+def train(cell: str | None, task: str | None, preset: str | None, data_dir: str | None,
+          as_json: bool, zoo_path: str | None, checkpoint_dir: str | None,
+          resume_dir: str | None, **options: Any) -> None:
+    """Train CELL (DSL text or a library name) as a language model and report perplexities.
+
+    Without --preset the task's proxy configuration is the base (the one a
+    search uses); the options above override its fields.
+    """
+    if options["budget_tokens"] is not None and options["epochs"] is not None:
+        raise click.UsageError("give --budget-tokens or --epochs, not both")
+    if resume_dir is not None:
+        cell, config = _resumed(cell, resume_dir, task, preset, options)
+        checkpoint_dir = checkpoint_dir or resume_dir
+    else:
+        if cell is None:
+            raise click.UsageError("missing CELL (DSL text or a library name), or --resume DIR")
+        config = _config(task, preset, options)
+    node = _parse(cell)
+    with progress_reporter() as report:
+        result = _run(node, config, data_dir, report, checkpoint_dir)
+    if zoo_path is not None:
+        _store(zoo_path, result)
+    _print(result, as_json)
+
+
+def _config(task: str | None, preset: str | None, options: dict[str, Any]) -> TrainConfig:
+    base = TrainConfig.preset(preset) if preset else TrainConfig.proxy(task or "synthetic")
+    changes = {OVERRIDES[k]: v for k, v in options.items() if v is not None}
+    if task is not None:
+        changes["task"] = task
+    if "budget_tokens" in changes:
+        changes["epochs"] = None
+    if "epochs" in changes:
+        changes["budget_tokens"] = None
+    try:
+        return base.replace(**changes)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+
+
+def _resumed(cell: str | None, folder: str, task: str | None, preset: str | None,
+             options: dict[str, Any]) -> tuple[str, TrainConfig]:
+    """The stored cell and configuration; only --device may differ from the stored run."""
+    try:
+        expr, config, _ = load_run(folder)
+    except CheckpointError as err:
+        raise click.UsageError(str(err)) from None
+    given = {k: v for k, v in options.items() if k != "device"} | {"task": task, "preset": preset}
+    changed = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None]
+    if changed:
+        raise click.UsageError("--resume continues the stored configuration; drop "
+                               + ", ".join(changed))
+    if cell is not None and _parse(cell) != _parse(expr):
+        raise click.UsageError(f"{folder} holds a run of {expr}, not of {cell}")
+    if options["device"] is not None:
+        config = config.replace(device=options["device"])
+    return expr, config
+
+
+def _parse(cell: str):
+    try:
+        return resolve_cell(cell)
+    except DSLError as err:
+        raise click.UsageError(f"invalid cell: {err}") from None
+
+
+def _run(node, config: TrainConfig, data_dir: str | None, report, checkpoint_dir: str | None):
+    try:
+        return train_cell(node, config, data_dir, report, checkpoint_dir)
+    except (CorpusNotFoundError, CheckpointError, ValueError) as err:
+        raise CommandError(str(err)) from None
+
+
+def _store(zoo_path: str, result: TrainResult) -> None:
+    from cellzoo.zoo import Zoo  # the zoo needs h5py: import it only when asked
+
+    with Zoo.open(zoo_path, "a") as zoo:
+        zoo.add_run(result, lineage={"origin": "human"})
+
+
+def _print(result: TrainResult, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+        return
+    click.echo(f"cell      {result.expr}")
+    click.echo(f"hash      {result.hash}  config {result.config.key()}")
+    error = f"  ({result.error.strip()})" if result.error else ""
+    click.echo(f"status    {result.status}{error}")
+    click.echo(f"valid ppl {result.val_ppl:.2f}   test ppl {result.test_ppl:.2f}")
+    click.echo(f"params    {result.params:,}   tokens {result.tokens_trained:,}   "
+               f"{result.tokens_per_s:,.0f} tokens/s   {result.seconds:.1f} s on {result.device}")
+
+
+@click.group()
+def data() -> None:
+    """Find and fetch the corpora of the training tasks."""
+
+
+@data.command("path")
+@click.argument("task", type=click.Choice(REAL_TASKS))
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None)
+def data_path(task: str, data_dir: str | None) -> None:
+    """Show where TASK's corpus resolves (and every place searched)."""
+    for folder in candidate_dirs(task, data_dir):
+        mark = "found  " if has_corpus(folder) else "missing"
+        click.echo(f"{mark} {folder}")
+    if not any(has_corpus(f) for f in candidate_dirs(task, data_dir)):
+        raise CommandError(str(CorpusNotFoundError(task, candidate_dirs(task, data_dir))))
+
+
+@data.command("fetch")
+@click.argument("task", type=click.Choice(REAL_TASKS))
+@click.option("--dest", type=click.Path(file_okay=False), default=None,
+              help="Folder to write into (default: the cache folder of TASK).")
+def data_fetch(task: str, dest: str | None) -> None:
+    """Download TASK's corpus from its public source and check its SHA-256 sums."""
+    try:
+        folder = fetch_corpus(task, Path(dest) if dest else None)
+    except FetchError as err:
+        raise CommandError(str(err)) from None
+    click.echo(f"{task}: {folder}")
+

@@ -1,0 +1,76 @@
+"""The language model around a cell: embedding -> L compiled cells -> dropout -> decoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from cellzoo.dsl.compile import CompiledCell
+from cellzoo.dsl.tree import Node
+from cellzoo.train.config import TrainConfig
+
+LayerState = tuple[Tensor, ...]
+
+
+class LanguageModel(nn.Module):
+    """Predicts the next token with a stack of DSL cells.
+
+    Dropout (Zaremba et al.'s non-recurrent dropout) acts on the embedding
+    output, between layers and before the decoder. The decoder shares the
+    embedding's weights when ``config.tied`` (tie_weights and emb == hidden).
+    """
+
+    def __init__(self, cell: Node | str, vocab_size: int, config: TrainConfig):
+        super().__init__()
+        emb, hidden = config.emb_size, config.hidden
+        self.encoder = nn.Embedding(vocab_size, emb)
+        self.cells = nn.ModuleList(
+            CompiledCell(cell, emb if i == 0 else hidden, hidden) for i in range(config.layers))
+        self.drop = nn.Dropout(config.dropout)
+        self.decoder = nn.Linear(hidden, vocab_size)
+        if config.tied:
+            self.decoder.weight = self.encoder.weight
+        self._init_weights(config.init_range)
+
+    def _init_weights(self, init_range: float | None) -> None:
+        """Every parameter uniform in +-init_range (Zaremba et al.), except LayerNorm gains and
+        biases, which keep 1 and 0; unset: the PyTorch example's embedding/decoder init (+-0.1,
+        zero decoder bias) and the cells' own default init."""
+        if init_range is not None:
+            norms = {id(p) for m in self.modules() if isinstance(m, nn.LayerNorm)
+                     for p in m.parameters()}
+            for p in self.parameters():
+                if id(p) not in norms:
+                    nn.init.uniform_(p, -init_range, init_range)
+            return
+        nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+        if self.decoder.weight is not self.encoder.weight:
+            nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+
+    def init_state(self, batch: int, device: torch.device | str | None = None) -> list[LayerState]:
+        return [cell.init_state(batch, device=device) for cell in self.cells]
+
+    def forward(self, tokens: Tensor, state: list[LayerState]) -> tuple[Tensor, list[LayerState]]:
+        """tokens [T, B] -> logits [T, B, V] and the new per-layer state."""
+        x = self.drop(self.encoder(tokens))
+        new_state = []
+        for cell, layer_state in zip(self.cells, state, strict=True):
+            x, s = cell(x, layer_state)
+            new_state.append(s)
+            x = self.drop(x)
+        return self.decoder(x), new_state
+
+
+def detach_state(state: list[LayerState]) -> list[LayerState]:
+    """Cut the graph between BPTT windows; the values carry over."""
+    return [tuple(t.detach() for t in layer) for layer in state]
+
+
+def count_params(model: nn.Module) -> int:
+    """Trainable parameters, counting tied weights once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_model(cell: Node | str, vocab_size: int, config: TrainConfig) -> LanguageModel:
+    return LanguageModel(cell, vocab_size, config)
