@@ -22,7 +22,7 @@ COMMANDS: dict[str, str] = {
     "rank": "cellzoo.ranker.commands:rank",
     "compare": "cellzoo.analysis.commands:compare",
     "ensemble": "cellzoo.analysis.commands:ensemble",
-    "report": "cellzoo.analysis.commands:report",
+    "report": "cellzoo.analysis.report:report",
 }
 
 

@@ -18,9 +18,10 @@ import json
 import time
 
 import torch
+from torch import nn
+
 from cellzoo.dsl.compile import MODES, CompiledCell
 from cellzoo.dsl.library import LIBRARY
-from torch import nn
 
 CONFIGS = {
     # Zaremba et al. (2014) small model: vocabulary 10k, 2 layers of 200, 20 steps, batch 20
@@ -55,7 +56,8 @@ class StackLM(nn.Module):
         return self.decoder(out)
 
 
-def tokens_per_second(model: nn.Module, cfg: dict, device: str, seconds: float) -> float:
+def tokens_per_second(model: nn.Module, cfg: dict, device: str, seconds: float,
+                      clock=time.perf_counter) -> float:
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(0)
@@ -73,12 +75,12 @@ def tokens_per_second(model: nn.Module, cfg: dict, device: str, seconds: float) 
     for _ in range(3):  # warm-up (and compilation, for the compiled modes)
         step()
     _sync(device)
-    start, steps = time.perf_counter(), 0
-    while time.perf_counter() - start < seconds:
+    start, steps = clock(), 0
+    while clock() - start < seconds:
         step()
         steps += 1
     _sync(device)
-    return steps * cfg["bptt"] * cfg["batch"] / (time.perf_counter() - start)
+    return steps * cfg["bptt"] * cfg["batch"] / (clock() - start)
 
 
 def _sync(device: str) -> None:
@@ -86,7 +88,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(name: str, mode: str, device: str, seconds: float, rounds: int) -> dict:
+def measure(name: str, mode: str, device: str, seconds: float, rounds: int, clock) -> dict:
     cfg = CONFIGS[name]
     torch.manual_seed(0)
     t0 = time.perf_counter()
@@ -95,10 +97,11 @@ def measure(name: str, mode: str, device: str, seconds: float, rounds: int) -> d
     setup = time.perf_counter() - t0
     dsl_tps, ref_tps = [], []
     for _ in range(rounds):  # interleave the arms so both see the same machine load
-        dsl_tps.append(tokens_per_second(dsl, cfg, device, seconds))
-        ref_tps.append(tokens_per_second(ref, cfg, device, seconds))
+        dsl_tps.append(tokens_per_second(dsl, cfg, device, seconds, clock))
+        ref_tps.append(tokens_per_second(ref, cfg, device, seconds, clock))
     d, r = max(dsl_tps), max(ref_tps)
-    return {"config": name, "mode": mode, "device": device, **cfg,
+    return {"config": name, "mode": mode, "device": device, "threads": torch.get_num_threads(),
+            **cfg,
             "dsl_tokens_per_s": round(d), "torch_tokens_per_s": round(r),
             "ratio": round(d / r, 3), "setup_s": round(setup, 2)}
 
@@ -110,11 +113,17 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seconds", type=float, default=10.0, help="per arm and round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: count this process's CPU time, steadier on a busy machine")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     names = list(CONFIGS) if args.config == "all" else [args.config]
     for name in names:
-        row = measure(name, args.mode, args.device, args.seconds, args.rounds)
+        row = measure(name, args.mode, args.device, args.seconds, args.rounds, clock)
         if args.json:
             print(json.dumps(row))
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import click
+
 from cellzoo.dsl.canonical import canonical_text, cell_hash
 from cellzoo.dsl.library import LIBRARY, resolve_cell
 from cellzoo.dsl.parse import DSLError

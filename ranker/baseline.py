@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from cellzoo.ranker.graph import VOCAB, Packed
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+from cellzoo.ranker.graph import VOCAB, Packed
 
 
 def count_features(packed: Packed) -> np.ndarray:

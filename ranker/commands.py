@@ -70,14 +70,17 @@ def _zoo_runs(path: str, task: str | None) -> list:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 def score_command(ranker_path: str, exprs: tuple[str, ...], task: str | None,
                   as_json: bool) -> None:
-    """Predicted perplexity, divergence probability and score (higher = more promising)."""
-    from cellzoo.dsl import DSLError, canonical_text, cell_hash, parse
+    """Predicted perplexity, divergence probability and score (higher = more promising).
+
+    EXPR is DSL text or a library cell name (e.g. lstm)."""
+    from cellzoo.dsl import DSLError, canonical_text, cell_hash
+    from cellzoo.dsl.library import resolve_cell
 
     ranker = _load(ranker_path)
     cells = []
     for text in exprs:
         try:
-            cells.append(parse(text))
+            cells.append(resolve_cell(text))
         except DSLError as e:
             raise RankError(f"cannot parse {text!r}: {e}") from e
     try:

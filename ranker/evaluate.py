@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+
 from cellzoo.ranker.baseline import CountBaseline
 from cellzoo.ranker.fit import Examples, Ranker, RankerConfig
 from cellzoo.ranker.graph import pack

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from cellzoo.ranker.graph import Packed, pack, plan
 from cellzoo.ranker.metrics import rank_metrics
 from cellzoo.ranker.model import ModelConfig, TreeRNN
@@ -44,7 +45,7 @@ class RankerConfig:
     predicted perplexities on scale)."""
 
     dim: int = 64
-    loss: str = "mse"
+    loss: str = "pairwise"
     lr: float = 3e-3
     weight_decay: float = 1e-5
     epochs: int = 150

@@ -16,10 +16,12 @@ the number of nodes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from cellzoo.dsl import OPS, SOURCES, Node, parse
 
 EXTRA_SOURCES = ("h2",)
@@ -63,20 +65,21 @@ def graph_from_node(node: Node) -> CellGraph:
     equal but distinct subtrees stay distinct (each DSL `MM` owns its weights)."""
     ops: list[str] = []
     kids: list[tuple[int, ...]] = []
-    index: dict[int, int] = {}
-    stack: list[tuple[Node, bool]] = [(node, False)]
-    while stack:
-        n, expanded = stack.pop()
-        if id(n) in index:
-            continue
-        if expanded or not n.children:
-            index[id(n)] = len(ops)
-            ops.append(n.op)
-            kids.append(tuple(index[id(c)] for c in n.children))
-            continue
-        stack.append((n, True))
-        stack.extend((c, False) for c in reversed(n.children) if id(c) not in index)
+    _append(node, ops, kids, {})
     return CellGraph(tuple(ops), tuple(kids))
+
+
+def _append(node: Node, ops: list[str], kids: list[tuple[int, ...]], index: dict[int, int]) -> int:
+    """Append node's unseen descendants, then node; return its index. Recursion is safe:
+    the parser refuses nesting deeper than `cellzoo.dsl.parse.MAX_NESTING`."""
+    found = index.get(id(node))
+    if found is not None:
+        return found
+    ks = tuple(_append(c, ops, kids, index) for c in node.children)
+    index[id(node)] = len(ops)
+    ops.append(node.op)
+    kids.append(ks)
+    return len(ops) - 1
 
 
 def as_graph(cell: CellGraph | Node | str) -> CellGraph:
@@ -120,16 +123,30 @@ def pack(cells) -> Packed:
     ptr = [0]
     pad = (-1,) * MAX_ARITY
     for cell in cells:
-        g = as_graph(cell)
+        names, children = _nodes(cell)
         lv: list[int] = []
-        for op, ks in zip(g.ops, g.kids, strict=True):
+        for op, ks in zip(names, children, strict=True):
             ops.append(OP_ID[op])
             kids.append((ks + pad)[:MAX_ARITY])
-            lv.append(1 + max(lv[k] for k in ks) if ks else 0)
+            lv.append(1 + max([lv[k] for k in ks]) if ks else 0)
         levels.extend(lv)
         ptr.append(len(ops))
     as_int = lambda a: np.asarray(a, dtype=np.int64)  # noqa: E731
     return Packed(as_int(ops), as_int(kids).reshape(-1, MAX_ARITY), as_int(levels), as_int(ptr))
+
+
+def _nodes(cell) -> tuple[Sequence[str], Sequence[tuple[int, ...]]]:
+    """Node names and children of a cell in topological order (trees skip CellGraph's checks:
+    they are well formed by construction)."""
+    if isinstance(cell, str):
+        cell = parse(cell)
+    if isinstance(cell, Node):
+        ops: list[str] = []
+        kids: list[tuple[int, ...]] = []
+        _append(cell, ops, kids, {})
+        return ops, kids
+    graph = as_graph(cell)
+    return graph.ops, graph.kids
 
 
 @dataclass

@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
-from sklearn.metrics import roc_auc_score
 
 
 def rank_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
@@ -27,6 +26,8 @@ def rank_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
 
 def divergence_auc(p_diverge: np.ndarray, diverged: np.ndarray) -> float:
     """ROC AUC of the divergence probability; NaN when only one class is present."""
+    from sklearn.metrics import roc_auc_score  # scikit-learn is slow to import; only here
+
     diverged = np.asarray(diverged, dtype=bool)
     if diverged.all() or not diverged.any():
         return math.nan

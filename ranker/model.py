@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from cellzoo.ranker.graph import ARITY, COMMUTATIVE, VOCAB, CellGraph, Plan
 from torch import nn
+
+from cellzoo.ranker.graph import ARITY, COMMUTATIVE, VOCAB, CellGraph, Plan
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,8 @@ class OpFunction(nn.Module):
         super().__init__()
         self.commutative = commutative and arity == 2
         width = 2 * dim if self.commutative else arity * dim
-        self.cand = nn.Linear(width, dim)
-        self.gate = nn.Linear(width, dim)
+        self.dim = dim
+        self.lin = nn.Linear(width, 2 * dim)  # candidate and gate in one product
 
     def forward(self, kids: torch.Tensor) -> torch.Tensor:
         """kids: [n, arity, dim] -> [n, dim]."""
@@ -50,8 +51,9 @@ class OpFunction(nn.Module):
             x = torch.cat([kids[:, 0] + kids[:, 1], kids[:, 0] * kids[:, 1]], dim=1)
         else:
             x = kids.flatten(1)
-        z = torch.sigmoid(self.gate(x))
-        return z * torch.tanh(self.cand(x)) + (1 - z) * kids.mean(dim=1)
+        cand, gate = self.lin(x).split(self.dim, dim=1)
+        mean = kids.mean(dim=1)
+        return mean + torch.sigmoid(gate) * (torch.tanh(cand) - mean)
 
 
 class TreeRNN(nn.Module):

@@ -28,8 +28,8 @@ import math
 import os
 from collections import Counter
 from collections.abc import Iterator
-from itertools import islice
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from cellzoo.dsl import Node, problems

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from cellzoo.dsl import cell_hash, parse_cell
 from cellzoo.dsl.compile import CompiledCell
 from cellzoo.dsl.library import LIBRARY
@@ -125,3 +126,19 @@ def test_parse_cell_rejects_before_compiling():
     with pytest.raises(ValueError, match="column"):
         CompiledCell("Tanh(x)", E, H)
     assert parse_cell("Tanh(Add(MM(x), MM(h)))")
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARY))
+def test_library_cell_trains_on_synthetic_task(name):
+    from cellzoo.train import TrainConfig, train_cell
+
+    config = TrainConfig.proxy("synthetic", hidden=16, budget_tokens=2_000, eval_tokens=500)
+    result = train_cell(LIBRARY[name].expr, config)
+    assert result.status == "ok", result.error
+    assert result.val_ppl < _uniform_ppl()
+
+
+def _uniform_ppl() -> float:
+    from cellzoo.train import load_corpus
+
+    return float(len(load_corpus("synthetic").vocab))

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cellzoo.dsl.library import resolve_cell
+from cellzoo.dsl.library import LIBRARY, resolve_cell
 from cellzoo.dsl.parse import DSLError
 from cellzoo.train.checkpoint import CheckpointError
 from cellzoo.train.config import DEVICES, OPTIMIZERS, PRESETS, PROXIES, TrainConfig, TrainResult
@@ -88,7 +88,7 @@ def train(cell: str | None, task: str | None, preset: str | None, data_dir: str 
     with progress_reporter() as report:
         result = _run(node, config, data_dir, report, checkpoint_dir)
     if zoo_path is not None:
-        _store(zoo_path, result)
+        _store(zoo_path, result, origin="library" if _is_library_name(cell) else "manual")
     _print(result, as_json)
 
 
@@ -97,9 +97,9 @@ def _config(task: str | None, preset: str | None, options: dict[str, Any]) -> Tr
     changes = {OVERRIDES[k]: v for k, v in options.items() if v is not None}
     if task is not None:
         changes["task"] = task
-    if "budget_tokens" in changes:
+    if options["budget_tokens"] is not None:
         changes["epochs"] = None
-    if "epochs" in changes:
+    if options["epochs"] is not None:
         changes["budget_tokens"] = None
     try:
         return base.replace(**changes)
@@ -140,11 +140,18 @@ def _run(node, config: TrainConfig, data_dir: str | None, report, checkpoint_dir
         raise CommandError(str(err)) from None
 
 
-def _store(zoo_path: str, result: TrainResult) -> None:
-    from cellzoo.zoo import Zoo  # the zoo needs h5py: import it only when asked
+def _is_library_name(cell: str) -> bool:
+    return cell.strip().lower() in {name.lower() for name in LIBRARY}
 
-    with Zoo.open(zoo_path, "a") as zoo:
-        zoo.add_run(result, lineage={"origin": "human"})
+
+def _store(zoo_path: str, result: TrainResult, origin: str) -> None:
+    from cellzoo.zoo import Zoo, ZooError  # the zoo needs h5py: import it only when asked
+
+    try:
+        with Zoo.open(zoo_path, "a") as zoo:
+            zoo.add_run(result, lineage={"origin": origin})
+    except ZooError as err:
+        raise CommandError(str(err)) from None
 
 
 def _print(result: TrainResult, as_json: bool) -> None:

@@ -137,17 +137,18 @@ def _choose(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
-#: proxies: measured on a 2-core CPU (see docs/train.md); a candidate costs about a minute
-#: on PTB and a few seconds on the synthetic task
+#: proxies for judging search candidates: a few seconds on the synthetic task; on PTB about
+#: two minutes for an LSTM on a shared 2-core CPU (valid ppl ~370, see docs/train.md).
+#: Two validation points (middle, end) keep evaluation to a small share of the cost.
 PROXIES: dict[str, TrainConfig] = {
     "synthetic": TrainConfig(task="synthetic", hidden=32, batch_size=16, bptt=20, lr=1e-2,
                              budget_tokens=40_000, eval_tokens=4_000),
-    "ptb": TrainConfig(task="ptb", hidden=128, batch_size=32, bptt=35,
-                       budget_tokens=200_000, eval_tokens=20_000),
-    "ptb-char": TrainConfig(task="ptb-char", hidden=128, batch_size=32, bptt=70,
-                            budget_tokens=300_000, eval_tokens=40_000),
-    "wikitext-2": TrainConfig(task="wikitext-2", hidden=128, batch_size=32, bptt=35,
-                              budget_tokens=200_000, eval_tokens=20_000),
+    "ptb": TrainConfig(task="ptb", hidden=128, batch_size=16, bptt=35, lr=6e-3,
+                       budget_tokens=200_000, eval_tokens=20_000, eval_interval=100_000),
+    "ptb-char": TrainConfig(task="ptb-char", hidden=128, batch_size=32, bptt=70, lr=3e-3,
+                            budget_tokens=300_000, eval_tokens=40_000, eval_interval=150_000),
+    "wikitext-2": TrainConfig(task="wikitext-2", hidden=128, batch_size=16, bptt=35, lr=6e-3,
+                              budget_tokens=200_000, eval_tokens=20_000, eval_interval=100_000),
 }
 
 #: published recipes

@@ -113,17 +113,16 @@ def evaluate_loss(model: LanguageModel, data: Tensor, config: TrainConfig) -> fl
     source = batchify(data, batch, device)
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
+    total, count = torch.zeros((), device=device, dtype=torch.float64), 0
+    with torch.no_grad():  # the sum stays on the device: no synchronisation per window
         state = model.init_state(batch, device)
         for i in range(0, source.size(0) - 1, config.bptt):
             inputs, targets = get_batch(source, i, config.bptt)
             logits, state = model(inputs, state)
-            total += F.cross_entropy(logits.flatten(0, 1), targets.flatten(),
-                                     reduction="sum").item()
+            total += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
             count += targets.numel()
     model.train(was_training)
-    return total / count
+    return total.item() / count
 
 
 # --- the loop ----------------------------------------------------------------------------------

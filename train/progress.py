@@ -13,7 +13,7 @@ from cellzoo.train.loop import Progress, ProgressFn
 
 
 def progress_line(update: Progress) -> str:
-    """One plain line, printed at each validation point."""
+    """One plain line, printed at each validation point and every 5% of the budget."""
     val = "" if update.val_ppl is None else f"  valid ppl {update.val_ppl:.2f}"
     loss = "" if math.isnan(update.train_loss) else f"  train loss {update.train_loss:.3f}"
     return (f"tokens {update.tokens:,}/{update.total_tokens:,}  epoch {update.epoch + 1}  "
@@ -24,8 +24,12 @@ def progress_line(update: Progress) -> str:
 def progress_reporter() -> Iterator[ProgressFn]:
     """A progress callback for `train_cell`: a rich bar when stderr is a terminal."""
     if not sys.stderr.isatty():
+        printed = [0]  # the last twentieth of the budget that got a line
+
         def plain(update: Progress) -> None:
-            if update.val_ppl is not None:
+            twentieth = 20 * update.tokens // max(update.total_tokens, 1)
+            if update.val_ppl is not None or twentieth > printed[0]:
+                printed[0] = twentieth
                 click.echo(progress_line(update), err=True)
 
         yield plain
@@ -42,7 +46,7 @@ def progress_reporter() -> Iterator[ProgressFn]:
         def live(update: Progress) -> None:
             info = f"loss {update.train_loss:.3f}"
             if update.val_ppl is not None:
-                bar.console.print(progress_line(update))
+                bar.console.print(progress_line(update), highlight=False)
             bar.update(task, completed=update.tokens, total=update.total_tokens, info=info)
 
         yield live

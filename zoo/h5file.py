@@ -79,6 +79,10 @@ def init_file(f: h5py.File) -> None:
     f.attrs["format"] = FORMAT
     f.attrs["format_version"] = FORMAT_VERSION
     f.require_group("cells")
+    create_index(f)
+
+
+def create_index(f: h5py.File) -> None:
     f.create_dataset("index", shape=(0,), maxshape=(None,), chunks=(1024,),
                      dtype=h5py.string_dtype())
 
@@ -130,7 +134,8 @@ def write_run(f: h5py.File, run: Run, cell: dict[str, Any], curve: list[dict],
 
 
 def write_curve(group: h5py.Group, curve: list[dict]) -> None:
-    columns = sorted({k for row in curve for k in row}, key=lambda k: (k != "tokens", k))
+    keys = {k for row in curve for k in row} | {"tokens", "train_loss", "val_ppl"}
+    columns = sorted(keys, key=lambda k: (k != "tokens", k))
     dtype = np.dtype([(c, "f8") for c in columns])
     data = np.array([tuple(float(row.get(c, np.nan)) for c in columns) for row in curve],
                     dtype=dtype)
@@ -139,8 +144,6 @@ def write_curve(group: h5py.Group, curve: list[dict]) -> None:
 
 def read_curve(f: h5py.File, run: Run) -> list[dict]:
     data = f[run_path(run)]["curve"][()]
-    if data.dtype.names is None:  # an empty curve with no columns
-        return []
     return [{name: _plain(row[name], name) for name in data.dtype.names} for row in data]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,7 +65,10 @@ def trace_step_model(lm: LanguageModel) -> torch.jit.ScriptModule:
     """TorchScript of the one-token step model; load it with plain `torch.jit.load`."""
     lm = lm.eval()
     example = (torch.zeros(2, dtype=torch.long), initial_state(lm, 2))
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # the compiled cell checks for empty input in Python; a step always has one token
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         return torch.jit.trace(_Step(lm), example, check_trace=False)
 
 

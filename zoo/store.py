@@ -40,10 +40,12 @@ MODES = ("r", "a")
 class Zoo:
     """Open with `Zoo.open(path, "r" | "a")`, preferably as a context manager."""
 
-    def __init__(self, path: Path, mode: str, max_pending: int, compact_on_close: bool):
+    def __init__(self, path: Path, mode: str, max_pending: int, compact_fraction: float,
+                 compact_on_close: bool):
         self.path = path
         self.mode = mode
         self.max_pending = max_pending
+        self.compact_fraction = compact_fraction
         self.compact_on_close = compact_on_close
         self.journal = Journal(path)
         self._lock = WriterLock(path.with_name(path.name + ".lock"))
@@ -58,13 +60,18 @@ class Zoo:
 
     @classmethod
     def open(cls, path: str | Path, mode: str = "r", timeout: float = 0.0,
-             max_pending: int = 256, compact_on_close: bool = True) -> Zoo:
+             max_pending: int = 256, compact_fraction: float = 0.25,
+             compact_on_close: bool = True) -> Zoo:
         """Open a zoo. Mode "a" creates it if missing and takes the writer lock, waiting up
         to `timeout` seconds for another writer; mode "r" takes no lock and sees the runs
-        committed when it was opened (`refresh()` to look again)."""
+        committed when it was opened (`refresh()` to look again).
+
+        A writer compacts its journal into the main file once it holds `max_pending` runs
+        or `compact_fraction` times the main file's bytes (copying the main file then costs
+        O(1) amortised per byte added), and when it closes if `compact_on_close`."""
         if mode not in MODES:
             raise ZooError(f"unknown zoo mode {mode!r}: choose 'r' (read) or 'a' (append)")
-        zoo = cls(Path(path), mode, max_pending, compact_on_close)
+        zoo = cls(Path(path), mode, max_pending, compact_fraction, compact_on_close)
         if mode == "r":
             zoo.refresh()
             return zoo
@@ -97,13 +104,12 @@ class Zoo:
         """Release the writer lock, compacting first (so z.h5 alone holds every run)."""
         if self._closed:
             return
-        self._closed = True
-        if self.mode == "a":
-            try:
-                if self.compact_on_close and self._pending:
-                    self.compact()
-            finally:
-                self._lock.release()
+        try:
+            if self.mode == "a" and self.compact_on_close and self._pending:
+                self.compact()
+        finally:
+            self._closed = True
+            self._lock.release()
 
     def __enter__(self) -> Zoo:
         return self
@@ -171,12 +177,10 @@ class Zoo:
         return run.run_id
 
     def _compaction_due(self) -> bool:
-        """Compact after `max_pending` entries, or once they weigh a quarter of the main file:
-        copies of the main file then cost O(1) amortised per byte added."""
         if len(self._pending) >= self.max_pending:
             return True
         pending_bytes = sum(e.stat().st_size for e in self._pending)
-        return 4 * pending_bytes >= self.path.stat().st_size
+        return pending_bytes >= self.compact_fraction * self.path.stat().st_size
 
     def compact(self) -> None:
         """Move every journal entry into the main file (atomically, see module doc)."""
@@ -196,7 +200,7 @@ class Zoo:
             skipped = len(other) - sum(len(rows) for rows in by_file.values())
         pending = [(e, [self._runs[r].to_dict() for r in ids]) for e, ids in self._pending.items()]
         self._rewrite(pending + list(by_file.items()))
-        for source_file, rows in by_file.items():
+        for rows in by_file.values():
             for row in rows:
                 self._register(row, self.path)
         return sum(len(rows) for rows in by_file.values()), skipped
@@ -228,6 +232,11 @@ class Zoo:
             raise ZooError(f"zoo {self.path} is not open for writing (open it with mode 'a')")
 
     # ---- queries -----------------------------------------------------------------------
+
+    @property
+    def pending_runs(self) -> int:
+        """Runs that live in the journal, not yet in the main file."""
+        return sum(len(ids) for ids in self._pending.values())
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -286,8 +295,15 @@ class Zoo:
     def _read(self, run_id: str, reader):
         run = self.run(run_id)
         source = self._source[run.run_id]
-        if source != self.path and not source.exists():
-            source = self.path  # compacted since we looked: the main file holds it now
+        try:
+            return self._read_from(source, run, reader)
+        except ZooError:
+            if source == self.path or source.exists():
+                raise
+        # compacted since we looked: the main file holds the run now
+        return self._read_from(self.path, run, reader)
+
+    def _read_from(self, source: Path, run: Run, reader):
         with h5file.open_file(source) as f:
             try:
                 return reader(f, run)

@@ -1,0 +1,554 @@
+"""`cellzoo report`: one static HTML page about a zoo and the searches that filled it.
+
+Sections: the configuration of each search run (and the training configurations in the
+zoo), search progress (search against random search), the best cells with their proxy
+and full trainings and lineage, the ranker's accuracy, hidden-state heatmaps with the
+CKA clustermap, and the ensemble. Every figure comes from the data step and drawing
+step of the command that owns it (`evolve.progress`, `ranker.plot`, `analysis.plots`);
+this module gathers inputs and lays out the page (`report_html`). A section whose data
+is missing says why ("Not available: ...") instead of failing the page.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import matplotlib
+import pandas as pd
+
+from cellzoo.analysis import ensemble as ens
+from cellzoo.analysis import plots
+from cellzoo.analysis import report_html as h
+from cellzoo.analysis.activations import activations, layer, split_text
+from cellzoo.analysis.cache import AnalysisCache, AnalysisError, default_cache_path
+from cellzoo.analysis.commands import cache_opt, data_opt, no_cache_opt
+from cellzoo.analysis.selection import labels, only_task, select_runs
+from cellzoo.analysis.similarity import similarity_matrix
+from cellzoo.evolve.checkpoint import CONFIG_NAME
+from cellzoo.evolve.config import SearchConfig
+from cellzoo.evolve.progress import draw_progress, progress_frame
+from cellzoo.evolve.search import EVALUATIONS_LOG, RANKER_LOG
+from cellzoo.ranker import plot as ranker_plot
+from cellzoo.ranker.metrics import rank_metrics
+from cellzoo.train import PRESETS, load_corpus
+from cellzoo.zoo import Run, Zoo, ZooError
+from cellzoo.zoo.records import json_safe
+from cellzoo.zoo.render import lineage_text
+
+#: problems a section reports as "not available" instead of failing the page
+EXPECTED_ERRORS = (AnalysisError, ZooError, ValueError, OSError)
+IMAGES = "img"
+#: preset key -> name, so a run trained with `--preset zaremba-small` says so
+_PRESET_NAMES = {config.key(): name for name, config in PRESETS.items()}
+
+
+class Unavailable(Exception):
+    """A section's data is missing; the message says what is missing and how to get it."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the page shows. ``top``: runs in the heatmaps, clustermap and ensemble pool;
+    ``rows``: rows of the best-cells table; ``tokens``: validation tokens run through the
+    cells; ``eval_tokens``: cap on the ensemble's validation and test tokens."""
+
+    task: str | None = None
+    top: int = 6
+    rows: int = 10
+    tokens: int = 1000
+    eval_tokens: int | None = None
+    data_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    """A `--run-dir`: its label on the page, its configuration, or why it cannot be read."""
+
+    path: Path
+    label: str
+    config: SearchConfig | None
+    problem: str | None
+
+    @property
+    def arm(self) -> str:
+        """The kind of search: strategy plus the plug-ins it used."""
+        if self.config is None:
+            return "unknown"
+        parts = [self.config.strategy]
+        parts += [name for name in ("ranker", "controller") if getattr(self.config, name)]
+        return "+".join(parts)
+
+    @property
+    def proxy_key(self) -> str | None:
+        return None if self.config is None else self.config.train_config().key()
+
+
+def load_search_runs(run_dirs: Sequence[str | Path]) -> list[SearchRun]:
+    names = [Path(d).resolve().name for d in run_dirs]
+    runs = []
+    for i, (run_dir, name) in enumerate(zip(run_dirs, names, strict=True)):
+        path = Path(run_dir)
+        label = name if names.count(name) == 1 else f"{name} ({i + 1})"
+        config, problem = None, None
+        try:
+            config = SearchConfig.from_dict(json.loads((path / CONFIG_NAME).read_text()))
+        except (OSError, ValueError) as err:
+            problem = f"cannot read its configuration {path / CONFIG_NAME} ({err})"
+        if problem is None and not (path / EVALUATIONS_LOG).is_file():
+            problem = f"{path} holds no {EVALUATIONS_LOG} (not a `cellzoo evolve` run directory)"
+        runs.append(SearchRun(path, label, config, problem))
+    return runs
+
+
+@dataclass
+class Report:
+    """Everything the section builders read, and where they write."""
+
+    zoo: Zoo
+    runs: list[SearchRun]
+    options: Options
+    out: Path
+    cache: AnalysisCache
+    task: str | None
+    task_problem: str | None
+
+    @property
+    def searches(self) -> list[SearchRun]:
+        """The run directories that can be read."""
+        return [r for r in self.runs if r.problem is None]
+
+    def need_task(self) -> str:
+        if self.task is None:
+            raise Unavailable(self.task_problem or "no task")
+        return self.task
+
+    def image(self, name: str) -> tuple[Path, str]:
+        """(path to write, link relative to the page) of an image file."""
+        (self.out / IMAGES).mkdir(parents=True, exist_ok=True)
+        return self.out / IMAGES / name, f"{IMAGES}/{name}"
+
+
+def resolve_task(zoo: Zoo, runs: Sequence[SearchRun], task: str | None) -> str:
+    """``task``, else the task the readable run directories share, else the zoo's one task."""
+    if task is None:
+        tasks = {r.config.task for r in runs if r.config is not None}
+        task = tasks.pop() if len(tasks) == 1 else None
+    return only_task(zoo, task)
+
+
+# --- section: configurations ------------------------------------------------------------------
+
+
+def configs_section(rep: Report) -> str:
+    parts = [h.note(f"run directory {r.label}: {r.problem}") for r in rep.runs if r.problem]
+    configured = [r for r in rep.runs if r.config is not None]
+    if configured:
+        rows = _settings_rows(configured)
+        parts.append(h.table(["setting"] + [r.label for r in configured], rows))
+    else:
+        parts.append(h.note("no search run directory given (--run-dir DIR, made by "
+                            "`cellzoo evolve`)" if not rep.runs else
+                            "none of the run directories has a readable configuration"))
+    parts.append("<h3>Training configurations in the zoo</h3>")
+    parts.append(_zoo_configs_table(rep.zoo))
+    return "".join(parts)
+
+
+def _settings_rows(runs: Sequence[SearchRun]) -> list[list[str]]:
+    """Search settings, then the resolved proxy training of each run, one column per run."""
+    search = [r.config.to_dict() for r in runs]
+    train = [r.config.train_config().to_dict() for r in runs]
+    rows = [["kind of search"] + [h.text(r.arm) for r in runs],
+            ["directory"] + [h.text(r.path) for r in runs]]
+    rows += [[h.text(k)] + [h.text(_value(s[k])) for s in search]
+             for k in search[0] if k != "train"]
+    rows += [[h.text(f"train.{k}")] + [h.text(_value(t.get(k))) for t in train] for k in train[0]]
+    rows.append(["train (config key)"] + [h.text(r.proxy_key) for r in runs])
+    return rows
+
+
+def _value(value: object) -> str:
+    return "–" if value is None else json.dumps(value) if isinstance(value, dict) else str(value)
+
+
+def _zoo_configs_table(zoo: Zoo) -> str:
+    groups: dict[str, list[Run]] = {}
+    for run in zoo.runs():
+        groups.setdefault(run.config_key, []).append(run)
+    if not groups:
+        return h.note(f"the zoo {zoo.path} holds no runs")
+    rows = []
+    for key, runs in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        statuses = Counter(r.status for r in runs)
+        rows.append([h.text(config_label(runs[0])), h.text(key), h.num(len(runs)),
+                     h.num(statuses.get("ok", 0)), h.num(len(runs) - statuses.get("ok", 0))])
+    return h.table(["training", "config key", "runs", "ok", "diverged/failed"], rows,
+                   numeric=(2, 3, 4))
+
+
+def config_label(run: Run) -> str:
+    """A run's training in a few words: task, layers x hidden, length, preset name if any."""
+    c = run.config
+    length = (f"{c['epochs']} epochs" if c.get("epochs")
+              else f"{c['budget_tokens']:,} tokens" if c.get("budget_tokens") else "")
+    preset = _PRESET_NAMES.get(run.config_key)
+    return (f"{run.task} {c.get('layers', 1)}×{c.get('hidden')}, {length}"
+            + (f" ({preset})" if preset else ""))
+
+
+# --- section: search progress -----------------------------------------------------------------
+
+
+def progress_data(searches: Sequence[SearchRun]) -> pd.DataFrame:
+    """`progress_frame` of each search, labelled on the page by run label and kind (arm)."""
+    frames = []
+    for search in searches:
+        frame = progress_frame([search.path])
+        frame["run"] = search.label
+        frame["arm"] = search.arm
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def trainings_to_reach(frame: pd.DataFrame, target: float) -> int | None:
+    """The first training number of one run whose best so far is at or below ``target``."""
+    hit = frame[frame["best_so_far"] <= target + 1e-12]
+    return int(hit["n"].iloc[0]) if len(hit) else None
+
+
+def progress_section(rep: Report) -> str:
+    searches = rep.searches
+    if not searches:
+        raise Unavailable("no readable search run directory given (--run-dir DIR)")
+    frame = progress_data(searches)
+    if frame.empty:
+        raise Unavailable("the run directories hold no trained candidate yet")
+    path, src = rep.image("progress.png")
+    several = frame["arm"].nunique() > 1
+    draw_progress(frame, path, group="arm" if several else None,
+                  title=" vs ".join(dict.fromkeys(frame["arm"])) + " (validation perplexity)")
+    frame.to_csv(rep.out / "progress.csv", index=False)
+    return (h.figure(src, "every trained candidate (colour: origin) and the best so far per "
+                          "kind of search (log scale)")
+            + _progress_table(frame) + h.para(h.link("progress.csv", "progress data (CSV)")))
+
+
+def _progress_table(frame: pd.DataFrame) -> str:
+    finals = frame.groupby("run", sort=False)["best_so_far"].last()
+    arms = frame.groupby("run", sort=False)["arm"].first()
+    random_runs = [run for run, arm in arms.items() if arm.startswith("random")]
+    target = finals[random_runs].mean() if random_runs else math.nan
+    rows = []
+    for run, part in frame.groupby("run", sort=False):
+        best = finals[run]
+        reach = trainings_to_reach(part, target) if math.isfinite(target) else None
+        rows.append([h.text(run), h.text(arms[run]), h.num(len(part)),
+                     h.num(int((part["status"] != "ok").sum())), h.num(best),
+                     h.num(trainings_to_reach(part, best) if math.isfinite(best) else None),
+                     h.num(reach) if reach else ("–" if not math.isfinite(target)
+                                                 else f"not within {len(part)}")])
+    header = ["run", "kind", "trained", "diverged/failed", "best val ppl", "reached at",
+              "trainings to reach random's best" + (f" ({target:.2f})"
+                                                    if math.isfinite(target) else "")]
+    return h.table(header, rows, numeric=(2, 3, 4, 5, 6))
+
+
+# --- section: best cells ----------------------------------------------------------------------
+
+
+def proxy_keys(rep: Report, task: str) -> set[str]:
+    """The training configurations of the searches on ``task``; with no run directory, the
+    configuration most of the task's runs were trained under (a search's proxy)."""
+    keys = {r.proxy_key for r in rep.searches if r.config.task == task}
+    if keys:
+        return keys
+    counts = Counter(r.config_key for r in rep.zoo.runs(task))
+    if not counts:
+        raise Unavailable(f"the zoo holds no runs of task {task!r}")
+    return {counts.most_common(1)[0][0]}
+
+
+def best_cells(zoo: Zoo, task: str, keys: set[str], rows: int) -> list[Run]:
+    """Each cell's best ok proxy run (config key in ``keys``), lowest validation ppl first."""
+    best: dict[str, Run] = {}
+    for run in zoo.runs(task, "ok"):
+        if run.config_key in keys and math.isfinite(run.val_ppl):
+            if run.hash not in best or run.val_ppl < best[run.hash].val_ppl:
+                best[run.hash] = run
+    return sorted(best.values(), key=lambda r: (r.val_ppl, r.hash))[:rows]
+
+
+def other_runs(zoo: Zoo, cell_hash: str, keys: set[str]) -> list[Run]:
+    """The cell's runs under other trainings (full retraining, other tasks), best first."""
+    runs = [r for r in zoo.cell(cell_hash).runs if r.config_key not in keys]
+    return sorted(runs, key=lambda r: (r.status != "ok", r.task, r.val_ppl))
+
+
+def cells_section(rep: Report) -> str:
+    task = rep.need_task()
+    keys = proxy_keys(rep, task)
+    top = best_cells(rep.zoo, task, keys, rep.options.rows)
+    if not top:
+        raise Unavailable(f"no ok run of task {task!r} under the search's training "
+                          f"configuration ({', '.join(sorted(keys))})")
+    names = labels(top)
+    listed = {r.hash for r in top}
+    rows, records = [], []
+    for rank, (run, name) in enumerate(zip(top, names, strict=True), 1):
+        others = other_runs(rep.zoo, run.hash, keys)
+        rows.append([h.num(rank), f'<span id="cell-{run.hash}">{h.text(name)}</span><br>'
+                     f'<span class="muted">{run.hash}</span>', h.code(run.expr),
+                     h.num(run.params), h.num(run.val_ppl), h.num(run.test_ppl),
+                     "<br>".join(_other_text(o) for o in others) or "–",
+                     _lineage_html(run, listed)])
+        records.append(_record(rank, name, "proxy", run))
+        records += [_record(rank, name, "other", r) for r in others]
+    pd.DataFrame(records).to_csv(rep.out / "best_cells.csv", index=False)
+    header = ["#", "cell", "DSL", "params", "proxy val ppl", "proxy test ppl",
+              "other trainings (val / test ppl, params)", "lineage"]
+    return (h.para(f"Proxy training: config key {h.text(', '.join(sorted(keys)))} "
+                   f"(task {h.text(task)}); each cell's best run under it.")
+            + h.table(header, rows, numeric=(0, 3, 4, 5), table_id="best-cells")
+            + h.para(h.link("best_cells.csv", "every run of these cells (CSV)")))
+
+
+def _other_text(run: Run) -> str:
+    if run.status != "ok":
+        return f"{h.text(config_label(run))}: {h.text(run.status)}"
+    return (f"{h.text(config_label(run))}: {h.num(run.val_ppl)} / {h.num(run.test_ppl)}, "
+            f"{h.num(run.params)} params, {h.num(run.seconds, 0)} s on {h.text(run.device)}")
+
+
+def _lineage_html(run: Run, listed: set[str]) -> str:
+    parents = [h.link(f"#cell-{p}", p[:8]) if p in listed else h.text(p[:8])
+               for p in run.parents]
+    return h.text(lineage_text(run)) + ("<br>parents: " + ", ".join(parents) if parents else "")
+
+
+def _record(rank: int, name: str, role: str, run: Run) -> dict:
+    return {"rank": rank, "cell": name, "hash": run.hash, "role": role, "run_id": run.run_id,
+            "task": run.task, "training": config_label(run), "config_key": run.config_key,
+            "status": run.status, "params": run.params, "val_ppl": run.val_ppl,
+            "test_ppl": run.test_ppl, "seconds": run.seconds, "device": run.device,
+            "origin": run.origin, "operator": run.operator, "generation": run.generation,
+            "parents": " ".join(run.parents), "expr": run.expr}
+
+
+# --- section: ranker --------------------------------------------------------------------------
+
+
+def ranker_section(rep: Report) -> str:
+    with_log = [r for r in rep.searches if (r.path / RANKER_LOG).is_file()]
+    if not with_log:
+        raise Unavailable(f"no run directory has a ranker log ({RANKER_LOG}): run the search "
+                          f"with --ranker")
+    parts = []
+    for search in with_log:
+        log = ranker_plot.load_log(search.path)
+        done = log[log["true_log_ppl"].notna()]
+        if len(done) < 2:
+            parts.append(h.note(f"{search.label}: the ranker scored {len(done)} trained "
+                                f"candidates so far (it is fitted once the zoo holds enough "
+                                f"ok runs under the search's training)"))
+            continue
+        per_round = ranker_plot.round_correlations(log)
+        path, src = rep.image(f"ranker-{len(parts)}.png")
+        ranker_plot.draw(log, per_round, path)
+        overall = rank_metrics(done["predicted"].to_numpy(), done["true_log_ppl"].to_numpy())
+        parts.append(f"<h3>{h.text(search.label)}</h3>" + h.para(
+            f"{len(done)} candidates scored by the ranker and then trained, over "
+            f"{log['round'].nunique()} rounds: Kendall tau {h.num(overall['tau'], 3)}, "
+            f"Spearman rho {h.num(overall['rho'], 3)}.")
+            + h.figure(src, f"{search.label}: predicted vs true log perplexity; Kendall tau "
+                            f"per round (the ranker's live accuracy)"))
+    return "".join(parts)
+
+
+# --- section: hidden states -------------------------------------------------------------------
+
+
+def hidden_section(rep: Report) -> str:
+    task = rep.need_task()
+    runs = select_runs(rep.zoo, top=rep.options.top, task=task)
+    corpus = load_corpus(task, rep.options.data_dir)
+    text = split_text(corpus, "valid", rep.options.tokens)
+    recorded = activations(rep.zoo, runs, text, rep.cache)
+    names = labels(runs)
+    reps = {n: layer(recorded[r.run_id]) for n, r in zip(names, runs, strict=True)}
+    steps = plots.first_sentence(text.words)
+    heat = plots.heatmap_frame({n: v[:steps] for n, v in reps.items()}, text.words[:steps])
+    path, src = rep.image("heatmaps.png")
+    plots.save_figure(plots.draw_heatmaps(heat), path)
+    parts = [h.para(f"The {len(runs)} runs of task {h.text(task)} with the lowest validation "
+                    f"perplexity, run over {h.text(text.source)} (top layer)."),
+             _runs_table(runs, names),
+             h.figure(src, "hidden units over the first sentence, one panel per run")]
+    if len(runs) < 2:
+        parts.append(h.note("the similarity clustermap needs at least 2 runs"))
+        return "".join(parts)
+    cka = similarity_matrix(reps, "cka")
+    cka.to_csv(rep.out / "similarity_cka.csv")
+    path, src = rep.image("clustermap.png")
+    ppl = {n: r.val_ppl for n, r in zip(names, runs, strict=True)}
+    plots.save_figure(plots.draw_clustermap(plots.clustermap_frame(cka, ppl)), path)
+    logp = {n: recorded[r.run_id]["target_logp"] for n, r in zip(names, runs, strict=True)}
+    div_path, div_src = rep.image("diversity.png")
+    plots.save_figure(plots.draw_diversity(plots.diversity_frame(logp, cka)), div_path)
+    parts += [h.figure(src, "linear CKA between the runs' hidden states, clustered on 1 - CKA"),
+              h.para(h.link("similarity_cka.csv", "CKA matrix (CSV)")),
+              h.figure(div_src, "per pair of runs: gain of their two-member ensemble over the "
+                                "better one (on the same tokens) against 1 - CKA")]
+    return "".join(parts)
+
+
+def _runs_table(runs: Sequence[Run], names: Sequence[str]) -> str:
+    rows = [[h.text(n), h.text(r.run_id), h.text(config_label(r)), h.num(r.params),
+             h.num(r.val_ppl), h.num(r.test_ppl), h.code(r.expr)]
+            for n, r in zip(names, runs, strict=True)]
+    return h.table(["label", "run", "training", "params", "val ppl", "test ppl", "DSL"], rows,
+                   numeric=(3, 4, 5))
+
+
+# --- section: ensemble ------------------------------------------------------------------------
+
+
+def ensemble_section(rep: Report) -> str:
+    task = rep.need_task()
+    ok = [r for r in rep.zoo.runs(task, "ok") if r.has_weights]
+    if len(ok) < 2:
+        raise Unavailable(f"an ensemble needs at least 2 ok runs with weights of task "
+                          f"{task!r}; the zoo holds {len(ok)}")
+    result = ens.build(rep.zoo, task, rep.options.top, "greedy", None, rep.options.data_dir,
+                       rep.cache, ens.Layout(tokens=rep.options.eval_tokens))
+    ens.save(result, rep.out / "ensemble.json")
+    total = sum(m.weight for m in result.members)
+    rows = [[h.text(m.label), h.text(f"{m.weight}/{total}" if m.weight else "0"),
+             h.num(m.val_ppl), h.num(m.test_ppl), h.text(m.run_id), h.code(m.expr)]
+            for m in sorted(result.pool, key=lambda m: (-m.weight, m.val_ppl))]
+    summary = [["greedy ensemble", h.num(result.val_ppl), h.num(result.test_ppl)],
+               [f"best member ({h.text(result.best_member)})", "–",
+                h.num(result.best_member_test_ppl)],
+               [f"uniform average of the pool ({len(result.pool)})", "–",
+                h.num(result.uniform_test_ppl)]]
+    tokens = (f"the first {rep.options.eval_tokens:,} tokens of each split"
+              if rep.options.eval_tokens else "the full validation and test splits")
+    return (h.para(f"Pool: the {len(result.pool)} runs of task {h.text(task)} with the lowest "
+                   f"validation perplexity; members chosen greedily (with replacement) on the "
+                   f"validation split; perplexities on {tokens}. Ensemble gain over its best "
+                   f"member: {result.gain:.1%}.")
+            + h.table(["", "val ppl", "test ppl"], summary, numeric=(1, 2),
+                      table_id="ensemble-summary")
+            + h.table(["run", "weight", "val ppl", "test ppl", "run id", "DSL"], rows,
+                      numeric=(1, 2, 3), table_id="ensemble-members")
+            + h.para(h.link("ensemble.json", "the ensemble (for `cellzoo ensemble --load`)")))
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+SECTIONS: list[tuple[str, str, Callable[[Report], str]]] = [
+    ("configs", "Runs and configurations", configs_section),
+    ("progress", "Search progress", progress_section),
+    ("cells", "Best cells", cells_section),
+    ("ranker", "Ranker accuracy", ranker_section),
+    ("hidden", "Hidden states and similarity", hidden_section),
+    ("ensemble", "Ensemble", ensemble_section),
+]
+
+
+def _build(builder: Callable[[Report], str], rep: Report) -> tuple[str, str | None]:
+    """(HTML, None) or (a "not available" note, its reason). Matplotlib settings a drawing
+    step changes (seaborn themes) are undone afterwards, so each figure looks as its own
+    command draws it."""
+    try:
+        with matplotlib.rc_context():
+            return builder(rep), None
+    except (Unavailable, *EXPECTED_ERRORS) as err:
+        return h.note(str(err)), str(err)
+
+
+def _intro(rep: Report) -> str:
+    runs = list(rep.zoo.runs())
+    ok = sum(r.status == "ok" for r in runs)
+    rows = [["zoo", h.text(rep.zoo.path)],
+            ["cells / runs", f"{len(rep.zoo.hashes()):,} / {len(runs):,} ({ok:,} ok)"],
+            ["task", h.text(rep.task) if rep.task else h.note(rep.task_problem or "")],
+            ["run directories", "<br>".join(h.text(r.path) for r in rep.runs) or "–"]]
+    return h.table(["", ""], rows)
+
+
+def write_report(zoo_path: str | Path, run_dirs: Sequence[str | Path], out: str | Path,
+                 options: Options = Options(), cache: AnalysisCache | None = None
+                 ) -> dict[str, object]:
+    """Write ``out/index.html`` (and its images and CSVs); returns the page's path, the
+    images, and per section ``None`` or why it is not available."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = load_search_runs(run_dirs)
+    with Zoo.open(zoo_path, "r") as zoo:
+        try:
+            task, problem = resolve_task(zoo, runs, options.task), None
+        except AnalysisError as err:
+            task, problem = None, str(err)
+        rep = Report(zoo, runs, options, out, cache or AnalysisCache(None), task, problem)
+        built = {anchor: (title, *_build(builder, rep)) for anchor, title, builder in SECTIONS}
+        intro = _intro(rep)
+    sections = [h.Section(anchor, title, body) for anchor, (title, body, _) in built.items()]
+    index = out / "index.html"
+    index.write_text(h.page(f"cellzoo report: {Path(zoo_path).name}", intro, sections),
+                     encoding="utf-8")
+    images = sorted(str(p) for p in (out / IMAGES).glob("*.png"))
+    return {"index": str(index), "images": images,
+            "unavailable": {anchor: reason for anchor, (_, _, reason) in built.items()}}
+
+
+class ReportError(click.ClickException):
+    exit_code = 2
+
+
+@click.command()
+@click.option("--zoo", "zoo_path", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="The HDF5 zoo to report on.")
+@click.option("--run-dir", "run_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="A `cellzoo evolve` run directory (repeat: e.g. a search and a random "
+                   "search, drawn side by side).")
+@click.option("--task", default=None, help="Task of the cells shown (default: the run "
+              "directories' task, else the zoo's only task).")
+@click.option("--top", type=click.IntRange(min=1), default=Options.top, show_default=True,
+              help="Runs in the heatmaps, the clustermap and the ensemble pool.")
+@click.option("--rows", type=click.IntRange(min=1), default=Options.rows, show_default=True,
+              help="Rows of the best-cells table.")
+@click.option("--tokens", type=click.IntRange(min=2), default=Options.tokens, show_default=True,
+              help="Validation tokens run through the cells for the similarity plots.")
+@click.option("--eval-tokens", type=click.IntRange(min=2), default=None,
+              help="Evaluate the ensemble on only the first N tokens of each split.")
+@data_opt
+@cache_opt
+@no_cache_opt
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Folder for index.html, its images and CSVs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the written paths as JSON.")
+def report(zoo_path: str, run_dirs: tuple[str, ...], task: str | None, top: int, rows: int,
+           tokens: int, eval_tokens: int | None, data_dir: str | None, cache: str | None,
+           no_cache: bool, out_dir: str, as_json: bool) -> None:
+    """Write a static HTML page (OUT/index.html, opens from disk) about a zoo and its searches:
+    configurations, progress, best cells, ranker accuracy, hidden states, ensemble."""
+    matplotlib.use("Agg")
+    store = AnalysisCache(None if no_cache else cache or default_cache_path(zoo_path))
+    options = Options(task, top, rows, tokens, eval_tokens, data_dir)
+    try:
+        result = write_report(zoo_path, run_dirs, out_dir, options, store)
+    except (ZooError, AnalysisError, OSError) as err:
+        raise ReportError(str(err)) from None
+    if as_json:
+        click.echo(json.dumps(json_safe(result)))
+        return
+    click.echo(f"wrote {result['index']}")
+    for anchor, reason in result["unavailable"].items():
+        if reason:
+            click.echo(f"  {anchor}: not available: {reason}")

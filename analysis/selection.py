@@ -1,0 +1,87 @@
+"""Which zoo runs an analysis looks at, and the short labels plots and tables show for them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from cellzoo.analysis.cache import AnalysisError
+from cellzoo.dsl import cell_hash
+from cellzoo.dsl.library import LIBRARY
+from cellzoo.zoo import Run, Zoo, ZooError
+
+#: library cell hash -> name, so plots say "LSTM" instead of a hash
+_LIBRARY_NAMES = {cell_hash(cell.expr): name for name, cell in LIBRARY.items()}
+
+
+def only_task(zoo: Zoo, task: str | None) -> str:
+    """``task``, or the one task the zoo's ok runs share (an error names the choices)."""
+    tasks = sorted({r.task for r in zoo.runs(status="ok") if r.has_weights})
+    if task is not None:
+        if task not in tasks:
+            raise AnalysisError(f"zoo {zoo.path} has no ok run with weights on task {task!r}; "
+                                f"its tasks: {', '.join(tasks) or 'none'}")
+        return task
+    if len(tasks) != 1:
+        raise AnalysisError(f"zoo {zoo.path} holds ok runs of {len(tasks)} tasks "
+                            f"({', '.join(tasks) or 'none'}); choose one with --task")
+    return tasks[0]
+
+
+def best_run_of_cell(zoo: Zoo, hash_prefix: str, task: str | None = None) -> Run:
+    """The ok run with weights and the lowest validation perplexity of a cell (hash prefix)."""
+    try:
+        cell = zoo.cell(hash_prefix)
+    except ZooError as err:
+        raise AnalysisError(str(err)) from None
+    runs = [r for r in cell.runs if r.status == "ok" and r.has_weights
+            and (task is None or r.task == task)]
+    if not runs:
+        where = f" on task {task!r}" if task else ""
+        raise AnalysisError(f"cell {cell.hash} has no ok run with weights{where} in {zoo.path}")
+    return min(runs, key=lambda r: r.val_ppl)
+
+
+def select_runs(zoo: Zoo, cells: Sequence[str] | None = None, top: int | None = None,
+                task: str | None = None) -> list[Run]:
+    """Runs by cell hash prefixes (each cell's best run), or the ``top`` runs of one task.
+
+    All chosen runs share one task (they are compared on the same tokens): ``task``, or the
+    one the cells (or the zoo) have in common.
+    """
+    if cells:
+        task = task or _common_task(zoo, cells)
+        runs = [best_run_of_cell(zoo, prefix, task) for prefix in cells]
+    else:
+        task = only_task(zoo, task)
+        runs = [r for r in zoo.top(len(zoo), task) if r.has_weights][: top or None]
+    if not runs:
+        raise AnalysisError(f"no ok runs with weights to analyse in {zoo.path}")
+    return runs
+
+
+def _common_task(zoo: Zoo, cells: Sequence[str]) -> str:
+    """The one task on which every given cell has an ok run with weights."""
+    per_cell = []
+    for prefix in cells:
+        try:
+            runs = zoo.cell(prefix).runs
+        except ZooError as err:
+            raise AnalysisError(str(err)) from None
+        per_cell.append({r.task for r in runs if r.status == "ok" and r.has_weights})
+    common = sorted(set.intersection(*per_cell))
+    if not common:
+        found = " / ".join(",".join(sorted(t)) or "none" for t in per_cell)
+        raise AnalysisError(f"the chosen cells have no task in common (their tasks: {found}); "
+                            f"they must share one task and vocabulary")
+    if len(common) > 1:
+        raise AnalysisError(f"the chosen cells were all trained on {', '.join(common)}; "
+                            f"choose one with --task")
+    return common[0]
+
+
+def labels(runs: Sequence[Run]) -> list[str]:
+    """Library name or short hash per run; unique (a repeated cell gets its run id appended)."""
+    names = [_LIBRARY_NAMES.get(r.hash, r.hash[:8]) for r in runs]
+    repeated = {n for n, count in Counter(names).items() if count > 1}
+    return [f"{n}#{r.run_id[:4]}" if n in repeated else n for n, r in zip(names, runs, strict=True)]

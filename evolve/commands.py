@@ -1,0 +1,188 @@
+"""`cellzoo evolve` (run or continue a search) and `cellzoo plot progress`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cellzoo.evolve.config import EXECUTORS, OP_LEVELS, STRATEGIES, ConfigError, SearchConfig
+from cellzoo.train import PROXIES
+
+
+class CommandError(click.ClickException):
+    """A failure the user can fix (missing corpus, locked zoo, foreign checkpoint): exit 2."""
+
+    exit_code = 2
+
+
+@click.command()
+@click.argument("run_dir_arg", metavar="[RUN_DIR]", required=False,
+                type=click.Path(file_okay=False))
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the checkpoint and logs (an existing one is continued).")
+@click.option("--zoo", type=click.Path(dir_okay=False), default=None,
+              help="HDF5 zoo that receives every trained cell (created if missing).")
+@click.option("--task", type=click.Choice(sorted(PROXIES)), default=None,
+              help="Task whose proxy training judges candidates (default synthetic).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Corpus folder (else $CELLZOO_DATA or the cache).")
+@click.option("--evaluations", type=click.IntRange(min=1), default=None,
+              help="Candidates to train in all (default 100; zoo reuses do not count).")
+@click.option("--population", type=click.IntRange(min=1), default=None,
+              help="Population size P (default 20).")
+@click.option("--sample", type=click.IntRange(min=1), default=None,
+              help="Tournament sample S (default 5).")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=None,
+              help="aging (regularized evolution, default), mu+lambda, or random search.")
+@click.option("--round-size", type=click.IntRange(min=1), default=None,
+              help="Candidates trained per round (default max(4, workers)).")
+@click.option("--ops", type=click.Choice(OP_LEVELS), default=None,
+              help="Operators the search may use (default core).")
+@click.option("--library/--no-library", default=None,
+              help="Seed the population with the human-designed cells (default yes).")
+@click.option("--hidden", type=click.IntRange(min=1), default=None,
+              help="Hidden width of the proxy model.")
+@click.option("--budget-tokens", type=click.IntRange(min=1), default=None,
+              help="Training tokens per candidate.")
+@click.option("--executor", type=click.Choice(EXECUTORS), default=None,
+              help="Where candidates train (default inline).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Parallel trainings for process/ray executors.")
+@click.option("--address", default=None,
+              help="Ray cluster to join (host:port, or auto for one started on this machine; "
+                   "default $RAY_ADDRESS, else a local Ray instance).")
+@click.option("--gpus-per-trial", type=click.FloatRange(min=0), default=None,
+              help="GPUs per Ray trial, fractions share a GPU (default 1 when the cluster "
+                   "has GPUs, else 0).")
+@click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="CPUs per Ray trial (default 1).")
+@click.option("--seed", type=int, default=None, help="Search seed (default 0).")
+@click.option("--ranker/--no-ranker", default=None, help="Pre-filter offspring with the ranker.")
+@click.option("--controller/--no-controller", default=None,
+              help="Add candidates from the RL controller.")
+@click.option("--controller-share", type=click.FloatRange(0, 1), default=None,
+              help="Share of each round's candidates from the controller (default 0.25).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
+              default=None, help="TOML file of defaults (options given here override it).")
+@click.option("--resume", is_flag=True,
+              help="Continue the search in RUN_DIR (an error if it has none).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON summary on stdout (progress goes to stderr).")
+def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None,
+           resume: bool, as_json: bool, **options: Any) -> None:
+    """Search for recurrent cells: train candidates, store them in the zoo, evolve.
+
+    Running the same command again on a run directory continues it to the same
+    total; so does `cellzoo evolve --resume RUN_DIR`.
+    """
+    from cellzoo.evolve import search as search_mod
+    from cellzoo.evolve.display import Reporter
+    from cellzoo.evolve.executors import make_executor
+    from cellzoo.zoo import ZooError
+
+    run_dir = run_dir or run_dir_arg
+    if run_dir is None:
+        raise click.UsageError("missing --run-dir DIR (or RUN_DIR)")
+    ray_options = {k: options.pop(k) for k in ("address", "gpus_per_trial", "cpus_per_trial")}
+    config = _resolve(Path(run_dir), config_file, resume, options)
+    try:
+        plugins = {"ranker": search_mod.make_ranker() if config.ranker else None,
+                   "proposer": search_mod.make_proposer(config) if config.controller else None,
+                   "executor": make_executor(config.executor, config.workers, **ray_options)}
+        search = search_mod.Search.open(config, run_dir, **plugins)
+        with Reporter(config.evaluations, search.counters.trained,
+                      live=None if not as_json else False) as reporter:
+            search.on_event = reporter
+            search.run()
+    except KeyboardInterrupt:
+        raise CommandError(f"interrupted; continue with `cellzoo evolve --resume {run_dir}`") \
+            from None
+    except (search_mod.SearchError, ZooError, OSError, ValueError) as err:
+        raise CommandError(str(err)) from None
+    _report(search, as_json)
+
+
+def _resolve(run_dir: Path, config_file: str | None, resume: bool,
+             options: dict[str, Any]) -> SearchConfig:
+    """New search: defaults < file < options. Existing run: the stored configuration."""
+    from cellzoo.evolve import config as cfg
+    from cellzoo.evolve.search import stored_config
+
+    for name in ("zoo", "data_dir"):
+        if options.get(name) is not None:
+            options[name] = os.path.abspath(options[name])
+    try:
+        file_settings = cfg.load_toml(config_file) if config_file else {}
+        for name in ("zoo", "data_dir"):  # paths in a config file are relative to it
+            if file_settings.get(name) is not None:
+                file_settings[name] = str(Path(config_file).parent.resolve() /
+                                          file_settings[name])
+        stored = stored_config(run_dir)
+        if stored is not None:
+            return cfg.for_resume(stored, file_settings, options)
+        if resume:
+            raise click.UsageError(f"--resume: {run_dir} holds no search checkpoint "
+                                   f"(checkpoint.json) to continue")
+        config = cfg.resolve(file_settings, options)
+    except ConfigError as err:
+        raise click.UsageError(str(err)) from None
+    except ValueError as err:  # an unreadable checkpoint
+        raise CommandError(str(err)) from None
+    if config.zoo is None:
+        raise click.UsageError("missing --zoo PATH (the HDF5 zoo that receives the cells)")
+    return config
+
+
+def _report(search: Any, as_json: bool) -> None:
+    from rich.console import Console
+
+    from cellzoo.evolve.display import best_table
+
+    top = search.top(10)
+    if as_json:
+        c = search.counters
+        best = top[0] if top else None
+        click.echo(json.dumps({
+            "run_dir": str(search.run_dir), "zoo": search.config.zoo,
+            "search_id": search.search_id, "config_key": search.key,
+            "evaluations": c.trained, "reused": c.reused, "rounds": c.rounds,
+            "population": [m.to_dict() for m in search.strategy.members],
+            "best": best, "top": top, "seconds": round(search.elapsed_total, 3)},
+            allow_nan=False))
+        return
+    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200)
+    console.print(best_table(top, f"best cells of {search.run_dir} "
+                                  f"({search.counters.trained} trained, "
+                                  f"{search.counters.reused} reused)"))
+
+
+@click.command("progress")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG file to write.")
+@click.option("--title", default=None, help="Plot title.")
+@click.option("--csv", "csv_out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the plotted data as CSV.")
+def plot_progress(run_dirs: tuple[str, ...], out: str, title: str | None,
+                  csv_out: str | None) -> None:
+    """Validation perplexity of every trained candidate and the best so far, per RUN_DIR
+    (mean and band over several runs)."""
+    from cellzoo.evolve.progress import ProgressDataError, draw_progress, progress_frame
+
+    try:
+        frame = progress_frame(run_dirs)
+    except ProgressDataError as err:
+        raise CommandError(str(err)) from None
+    if frame.empty:
+        raise CommandError("the run directories hold no trained candidate yet")
+    if csv_out:
+        frame.to_csv(csv_out, index=False)
+    path = draw_progress(frame, out, title)
+    best = frame["best_so_far"].min()
+    click.echo(f"wrote {path} ({len(frame)} candidates from {frame['run'].nunique()} runs, "
+               f"best val ppl {best:.2f})" if math.isfinite(best) else f"wrote {path}")

@@ -1,0 +1,97 @@
+"""The search-progress plot: a data step (a tidy DataFrame from run directories) and a
+drawing step (seaborn, headless).
+
+Each row of the frame is one trained candidate of one run, in training order:
+its validation perplexity and the best validation perplexity of that run so far.
+Results reused from the zoo cost no training and are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cellzoo.evolve.checkpoint import read_jsonl
+from cellzoo.evolve.search import EVALUATIONS_LOG
+
+COLUMNS = ["run", "n", "val_ppl", "status", "origin", "best_so_far", "hash", "expr"]
+
+
+class ProgressDataError(ValueError):
+    """A folder given as a run directory holds no search log."""
+
+
+def progress_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per trained candidate: run name, training number ``n`` (1-based), its
+    val_ppl (nan unless ok), status, origin, and the run's ``best_so_far`` val_ppl."""
+    frames = []
+    for label, run_dir in zip(_labels(run_dirs), run_dirs, strict=True):
+        path = Path(run_dir) / EVALUATIONS_LOG
+        if not path.is_file():
+            raise ProgressDataError(f"{run_dir} is not a search run directory (no "
+                                    f"{EVALUATIONS_LOG}; make one with `cellzoo evolve`)")
+        rows = [r for r in read_jsonl(path) if not r.get("reused")]
+        frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("run", "n",
+                                                                           "best_so_far")])
+        frame["val_ppl"] = pd.to_numeric(frame["val_ppl"], errors="coerce").astype(float)
+        frame.loc[frame["status"] != "ok", "val_ppl"] = np.nan
+        frame.insert(0, "run", label)
+        frame.insert(1, "n", np.arange(1, len(frame) + 1))
+        frame["best_so_far"] = frame["val_ppl"].cummin()
+        frames.append(frame[COLUMNS])
+    if not frames:
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _labels(run_dirs: Sequence[str | Path]) -> list[str]:
+    """Folder names, made unique with their parent's name where two are alike."""
+    names = [Path(d).resolve().name for d in run_dirs]
+    return [f"{Path(d).resolve().parent.name}/{name}" if names.count(name) > 1 else name
+            for d, name in zip(run_dirs, names, strict=True)]
+
+
+def draw_progress(frame: pd.DataFrame, out: str | Path, title: str | None = None,
+                  group: str | None = None) -> Path:
+    """Every evaluation as a point (by origin), the best-so-far curve (mean and a band of
+    one standard deviation over runs when several are given); PNG at ``out``.
+
+    ``group`` names a column of ``frame`` (for example each run's search strategy): one
+    curve per value (dash style), averaged over the runs within it, so that search and
+    random search are drawn side by side instead of averaged together."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ok = frame[frame["val_ppl"].notna()]
+    sns.scatterplot(data=ok, x="n", y="val_ppl", hue="origin", style="run" if
+                    frame["run"].nunique() > 1 else None, alpha=0.6, s=28, ax=ax)
+    runs = frame["run"].nunique()
+    best = frame[frame["best_so_far"].notna()]
+    line = ({"style": group} if group else
+            {"label": "best so far" + (f" (mean ± sd of {runs} runs)" if runs > 1 else "")})
+    sns.lineplot(data=best, x="n", y="best_so_far", color="black", ax=ax,
+                 errorbar="sd" if runs > 1 else None, drawstyle="steps-post", **line)
+    bad = int((frame["status"] != "ok").sum())
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 3, 5)))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("trained candidates")
+    ax.set_ylabel("validation perplexity")
+    ax.set_title(title or f"search progress ({len(frame)} trained, {bad} diverged or failed)")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,60 @@
+"""The plots' data steps (tidy frames) and that the drawing steps accept them."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from cellzoo.analysis import plots
+from cellzoo.analysis.ensemble import ensemble_logp, perplexity
+from cellzoo.analysis.similarity import similarity_matrix
+
+
+@pytest.fixture
+def acts() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {"A": rng.normal(size=(6, 4)), "B": rng.normal(size=(6, 9)),
+            "C": rng.normal(size=(6, 3))}
+
+
+def test_heatmap_frame(acts):
+    words = ["the", "cat", "sat", "<eos>", "a", "dog"]
+    frame = plots.heatmap_frame(acts, words, max_units=8)
+    assert list(frame.columns) == ["cell", "step", "word", "unit", "value"]
+    assert len(frame) == 6 * 4 + 6 * 8 + 6 * 3
+    row = frame[(frame.cell == "B") & (frame.step == 2) & (frame.unit == 5)]
+    assert row.word.item() == "sat" and row.value.item() == acts["B"][2, 5]
+    assert isinstance(plots.draw_heatmaps(frame), Figure)
+
+
+def test_first_sentence():
+    assert plots.first_sentence(["a", "b", "<eos>", "c"]) == 3
+    assert plots.first_sentence(["<eos>", "a", "<eos>"]) == 3
+    assert plots.first_sentence(["w"] * 100, max_len=40) == 40
+
+
+def test_clustermap_frame(acts):
+    reps = {k: v[:, :3] for k, v in acts.items()}
+    sim = similarity_matrix(reps, "cka")
+    frame = plots.clustermap_frame(sim, {"A": 100.0, "B": 120.0, "C": 90.0})
+    assert list(frame.columns) == ["cell", "other", "similarity", "ppl"]
+    assert len(frame) == 9
+    row = frame[(frame.cell == "A") & (frame.other == "C")]
+    assert row.similarity.item() == sim.loc["A", "C"] and row.ppl.item() == 100.0
+    assert isinstance(plots.draw_clustermap(frame), Figure)
+
+
+def test_diversity_frame():
+    a, b = np.log([0.5, 0.1, 0.4]), np.log([0.1, 0.5, 0.4])
+    logp = {"A": a, "B": b, "C": a.copy()}
+    sim = pd.DataFrame([[1, 0.2, 1], [0.2, 1, 0.3], [1, 0.3, 1]], index=list("ABC"),
+                       columns=list("ABC"), dtype=float)
+    frame = plots.diversity_frame(logp, sim)
+    assert [(r.cell_a, r.cell_b) for r in frame.itertuples()] == [("A", "B"), ("A", "C"),
+                                                                  ("B", "C")]
+    ab = frame.iloc[0]
+    pair = perplexity(ensemble_logp(np.stack([logp["A"], logp["B"]], axis=1), [1, 1]))
+    assert ab.dissimilarity == pytest.approx(0.8) and ab.pair_ppl == pytest.approx(pair)
+    assert ab.gain == pytest.approx(1 - pair / perplexity(logp["A"])) and ab.gain > 0
+    assert frame.iloc[1].gain == pytest.approx(0.0)  # identical members gain nothing
+    assert isinstance(plots.draw_diversity(frame), Figure)

@@ -1,0 +1,99 @@
+"""`cellzoo train` and `cellzoo data` through click's test runner."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cellzoo.cli import main
+from cellzoo.train import TrainConfig
+
+TINY = ["--task", "synthetic", "--hidden", "8", "--budget-tokens", "600", "--eval-tokens", "400",
+        "--batch-size", "4", "--bptt", "10", "--device", "cpu"]
+KEYS = {"hash", "expr", "status", "val_ppl", "test_ppl", "params", "tokens_per_s", "seconds",
+        "config", "config_key", "curve", "tokens_trained", "device", "error"}
+
+
+@pytest.fixture
+def run(monkeypatch, tmp_path):
+    monkeypatch.delenv("CELLZOO_DATA", raising=False)
+    monkeypatch.setenv("CELLZOO_CACHE", str(tmp_path / "cache"))
+
+    def invoke(*args: str):
+        return CliRunner().invoke(main, list(args))
+
+    return invoke
+
+
+def test_train_json_prints_one_valid_object(run):
+    result = run("train", "tanh-RNN", *TINY, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert KEYS <= set(data) and data["status"] == "ok"
+    assert data["expr"] == "Tanh(Add(MM(h), MM(x)))" and data["val_ppl"] > 1
+    config = TrainConfig.from_dict(data["config"])
+    assert config.hidden == 8 and config.budget_tokens == 600 and config.key() == data["config_key"]
+
+
+def test_train_plain_output_and_dsl_text(run):
+    result = run("train", "Tanh(Add(MM(x), MM(h)))", *TINY)
+    assert result.exit_code == 0, result.output
+    assert "valid ppl" in result.stdout and "status    ok" in result.stdout
+
+
+def test_diverged_run_gives_null_perplexities(run):
+    result = run("train", "tanh-RNN", *TINY, "--optimizer", "sgd", "--lr", "1e6", "--clip", "1e9",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["status"] == "diverged" and data["val_ppl"] is None and data["test_ppl"] is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["Tanh(Add(MM(x), MM(h))", *TINY], "column"),
+    (["Tanh(MM(x))", *TINY], "state"),
+    (["tanh-RNN", *TINY, "--epochs", "1"], "not both"),
+    (["tanh-RNN", "--task", "ptb", "--data", "/nonexistent"], "cellzoo data fetch ptb"),
+    ([], "missing CELL"),
+])
+def test_errors_exit_2_with_a_message(run, args, message):
+    result = run("train", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_checkpoint_then_resume_by_folder(run, tmp_path):
+    first = run("train", "GRU", *TINY, "--json", "--checkpoint", str(tmp_path / "ck"))
+    assert first.exit_code == 0, first.output
+    again = run("train", "--resume", str(tmp_path / "ck"), "--json")
+    assert again.exit_code == 0, again.output
+    a, b = json.loads(first.stdout), json.loads(again.stdout)
+    assert (a["hash"], a["val_ppl"], a["curve"]) == (b["hash"], b["val_ppl"], b["curve"])
+    refused = run("train", "--resume", str(tmp_path / "ck"), "--hidden", "9")
+    assert refused.exit_code == 2 and "--hidden" in refused.output
+    empty = run("train", "--resume", str(tmp_path / "nothing"))
+    assert empty.exit_code == 2 and "no checkpoint" in empty.output
+
+
+def test_zoo_option_stores_the_run(run, tmp_path):
+    from cellzoo.zoo import Zoo
+
+    path = tmp_path / "z.h5"
+    result = run("train", "tanh-RNN", *TINY, "--json", "--zoo", str(path))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    with Zoo.open(path) as zoo:
+        assert zoo.has_run(data["hash"], data["config_key"])
+
+
+def test_data_path_lists_the_search(run, tmp_path, monkeypatch):
+    missing = run("data", "path", "ptb")
+    assert missing.exit_code == 2 and str(tmp_path / "cache" / "ptb") in missing.output
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for split in ("train", "valid", "test"):
+        (folder / f"{split}.txt").write_text("a b\n")
+    found = run("data", "path", "ptb", "--data", str(folder))
+    assert found.exit_code == 0 and f"found   {folder}" in found.output
