@@ -7,7 +7,6 @@ Subcommands are imported lazily (click's documented lazy-group pattern) so that
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 import click
 
@@ -40,24 +39,15 @@ class LazyGroup(click.Group):
         super().__init__(*args, **kwargs)
         self.lazy = lazy
 
-    def _available(self) -> dict[str, str]:
-        found = {}
-        for name, target in self.lazy.items():
-            module = target.split(":")[0]
-            if importlib.util.find_spec(module) is not None:
-                found[name] = target
-        return found
-
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(self._available()))
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.commands:
             return self.commands[cmd_name]
-        target = self._available().get(cmd_name)
-        if target is None:
+        if cmd_name not in self.lazy:
             return None
-        module_name, attr = target.split(":")
+        module_name, attr = self.lazy[cmd_name].split(":")
         return getattr(importlib.import_module(module_name), attr)
 
 

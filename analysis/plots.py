@@ -71,9 +71,9 @@ def draw_heatmaps(frame: pd.DataFrame) -> Figure:
     limit = float(np.percentile(np.abs(frame["value"]), COLOUR_PERCENTILE)) or 1.0
     steps = frame["step"].max() + 1
     heights = [frame.loc[frame["cell"] == c, "unit"].max() + 1 for c in cells]
-    fig, axes = plt.subplots(len(cells), 1, squeeze=False, sharex=True,
-                             figsize=(max(6.0, 0.3 * steps + 2), 1.0 + 0.03 * sum(heights)
-                                      + 0.6 * len(cells)),
+    fig, axes = plt.subplots(len(cells), 1, squeeze=False, sharex=True, layout="constrained",
+                             figsize=(max(6.0, 0.3 * steps + 2), 1.0 + 0.025 * sum(heights)
+                                      + 0.5 * len(cells)),
                              gridspec_kw={"height_ratios": heights})
     for ax, cell in zip(axes[:, 0], cells, strict=True):
         part = frame[frame["cell"] == cell]
@@ -117,8 +117,7 @@ def draw_clustermap(frame: pd.DataFrame, measure: str = "CKA", ppl_label: str = 
         options = {"row_linkage": tree, "col_linkage": tree}
     size = 2.5 + 0.9 * len(cells)
     grid = sns.clustermap(matrix, annot=True, fmt=".2f", vmin=0.0, vmax=1.0, cmap="viridis",
-                          figsize=(size, size), cbar_kws={"label": measure},
-                          dendrogram_ratio=0.15, **options)
+                          figsize=(size, size), dendrogram_ratio=0.15, **options)
     grid.figure.suptitle(f"{measure} similarity of hidden states (clustered on 1 - {measure})",
                          y=1.02)
     return grid.figure

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 import matplotlib
+import numpy as np
 import pandas as pd
 
 from cellzoo.analysis import ensemble as ens
@@ -33,7 +34,7 @@ from cellzoo.analysis.similarity import similarity_matrix
 from cellzoo.evolve.checkpoint import CONFIG_NAME
 from cellzoo.evolve.config import SearchConfig
 from cellzoo.evolve.progress import draw_progress, progress_frame
-from cellzoo.evolve.search import EVALUATIONS_LOG, RANKER_LOG
+from cellzoo.evolve.search import EVALUATIONS_LOG, MIN_RANKER_RUNS, RANKER_LOG
 from cellzoo.ranker import plot as ranker_plot
 from cellzoo.ranker.metrics import rank_metrics
 from cellzoo.train import PRESETS, load_corpus
@@ -149,8 +150,11 @@ def configs_section(rep: Report) -> str:
     parts = [h.note(f"run directory {r.label}: {r.problem}") for r in rep.runs if r.problem]
     configured = [r for r in rep.runs if r.config is not None]
     if configured:
-        rows = _settings_rows(configured)
-        parts.append(h.table(["setting"] + [r.label for r in configured], rows))
+        header = ["setting"] + [r.label for r in configured]
+        search, train = _settings_rows(configured)
+        parts.append(h.row(h.table(header, search, table_id="search-config"),
+                           h.table(["proxy training"] + header[1:], train,
+                                   table_id="train-config")))
     else:
         parts.append(h.note("no search run directory given (--run-dir DIR, made by "
                             "`cellzoo evolve`)" if not rep.runs else
@@ -160,17 +164,17 @@ def configs_section(rep: Report) -> str:
     return "".join(parts)
 
 
-def _settings_rows(runs: Sequence[SearchRun]) -> list[list[str]]:
-    """Search settings, then the resolved proxy training of each run, one column per run."""
+def _settings_rows(runs: Sequence[SearchRun]) -> tuple[list[list[str]], list[list[str]]]:
+    """Rows of the search settings and of the resolved proxy training, one column per run."""
     search = [r.config.to_dict() for r in runs]
     train = [r.config.train_config().to_dict() for r in runs]
-    rows = [["kind of search"] + [h.text(r.arm) for r in runs],
-            ["directory"] + [h.text(r.path) for r in runs]]
-    rows += [[h.text(k)] + [h.text(_value(s[k])) for s in search]
-             for k in search[0] if k != "train"]
-    rows += [[h.text(f"train.{k}")] + [h.text(_value(t.get(k))) for t in train] for k in train[0]]
-    rows.append(["train (config key)"] + [h.text(r.proxy_key) for r in runs])
-    return rows
+    search_rows = [["kind of search"] + [h.text(r.arm) for r in runs],
+                   ["directory"] + [h.text(r.path) for r in runs]]
+    search_rows += [[h.text(k)] + [h.text(_value(s[k])) for s in search]
+                    for k in search[0] if k != "train"]
+    train_rows = [["config key"] + [h.text(r.proxy_key) for r in runs]]
+    train_rows += [[h.text(k)] + [h.text(_value(t.get(k))) for t in train] for k in train[0]]
+    return search_rows, train_rows
 
 
 def _value(value: object) -> str:
@@ -189,7 +193,7 @@ def _zoo_configs_table(zoo: Zoo) -> str:
         rows.append([h.text(config_label(runs[0])), h.text(key), h.num(len(runs)),
                      h.num(statuses.get("ok", 0)), h.num(len(runs) - statuses.get("ok", 0))])
     return h.table(["training", "config key", "runs", "ok", "diverged/failed"], rows,
-                   numeric=(2, 3, 4))
+                   numeric=(2, 3, 4), table_id="zoo-configs")
 
 
 def config_label(run: Run) -> str:
@@ -256,7 +260,7 @@ def _progress_table(frame: pd.DataFrame) -> str:
     header = ["run", "kind", "trained", "diverged/failed", "best val ppl", "reached at",
               "trainings to reach random's best" + (f" ({target:.2f})"
                                                     if math.isfinite(target) else "")]
-    return h.table(header, rows, numeric=(2, 3, 4, 5, 6))
+    return h.table(header, rows, numeric=(2, 3, 4, 5, 6), table_id="progress-table")
 
 
 # --- section: best cells ----------------------------------------------------------------------
@@ -302,8 +306,7 @@ def cells_section(rep: Report) -> str:
     rows, records = [], []
     for rank, (run, name) in enumerate(zip(top, names, strict=True), 1):
         others = other_runs(rep.zoo, run.hash, keys)
-        rows.append([h.num(rank), f'<span id="cell-{run.hash}">{h.text(name)}</span><br>'
-                     f'<span class="muted">{run.hash}</span>', h.code(run.expr),
+        rows.append([h.num(rank), _cell_html(run, name), h.code(run.expr),
                      h.num(run.params), h.num(run.val_ppl), h.num(run.test_ppl),
                      "<br>".join(_other_text(o) for o in others) or "–",
                      _lineage_html(run, listed)])
@@ -316,6 +319,12 @@ def cells_section(rep: Report) -> str:
                    f"(task {h.text(task)}); each cell's best run under it.")
             + h.table(header, rows, numeric=(0, 3, 4, 5), table_id="best-cells")
             + h.para(h.link("best_cells.csv", "every run of these cells (CSV)")))
+
+
+def _cell_html(run: Run, name: str) -> str:
+    """The cell's anchor: its library name (if it has one) over its hash."""
+    named = "" if run.hash.startswith(name) else f"{h.text(name)}<br>"
+    return f'<span id="cell-{run.hash}">{named}<span class="muted">{run.hash}</span></span>'
 
 
 def _other_text(run: Run) -> str:
@@ -344,30 +353,36 @@ def _record(rank: int, name: str, role: str, run: Run) -> dict:
 
 
 def ranker_section(rep: Report) -> str:
-    with_log = [r for r in rep.searches if (r.path / RANKER_LOG).is_file()]
-    if not with_log:
-        raise Unavailable(f"no run directory has a ranker log ({RANKER_LOG}): run the search "
-                          f"with --ranker")
-    parts = []
-    for search in with_log:
-        log = ranker_plot.load_log(search.path)
-        done = log[log["true_log_ppl"].notna()]
-        if len(done) < 2:
-            parts.append(h.note(f"{search.label}: the ranker scored {len(done)} trained "
-                                f"candidates so far (it is fitted once the zoo holds enough "
-                                f"ok runs under the search's training)"))
+    used = [r for r in rep.searches if r.config.ranker or (r.path / RANKER_LOG).is_file()]
+    if not used:
+        raise Unavailable("none of the searches used the ranker (`cellzoo evolve --ranker`)")
+    parts, missing = [], []
+    for search in used:
+        log = ranker_plot.load_log(search.path) if (search.path / RANKER_LOG).is_file() else None
+        done = None if log is None else log[log["true_log_ppl"].notna()]
+        if done is None or len(done) < 2:
+            scored = 0 if done is None else len(done)
+            missing.append(f"{search.label}: the ranker has scored {scored} trained "
+                           f"candidates so far (it is fitted once the zoo holds "
+                           f"{MIN_RANKER_RUNS} ok runs under the search's training)")
             continue
-        per_round = ranker_plot.round_correlations(log)
-        path, src = rep.image(f"ranker-{len(parts)}.png")
-        ranker_plot.draw(log, per_round, path)
-        overall = rank_metrics(done["predicted"].to_numpy(), done["true_log_ppl"].to_numpy())
-        parts.append(f"<h3>{h.text(search.label)}</h3>" + h.para(
-            f"{len(done)} candidates scored by the ranker and then trained, over "
-            f"{log['round'].nunique()} rounds: Kendall tau {h.num(overall['tau'], 3)}, "
-            f"Spearman rho {h.num(overall['rho'], 3)}.")
+        parts.append(_ranker_part(rep, search, log, done, len(parts)))
+    if not parts:
+        raise Unavailable("; ".join(missing))
+    return "".join(h.note(m) for m in missing) + "".join(parts)
+
+
+def _ranker_part(rep: Report, search: SearchRun, log: pd.DataFrame, done: pd.DataFrame,
+                 index: int) -> str:
+    path, src = rep.image(f"ranker-{index}.png")
+    ranker_plot.draw(log, ranker_plot.round_correlations(log), path)
+    overall = rank_metrics(done["predicted"].to_numpy(), done["true_log_ppl"].to_numpy())
+    return (f"<h3>{h.text(search.label)}</h3>"
+            + h.para(f"{len(done)} candidates scored by the ranker and then trained, over "
+                     f"{log['round'].nunique()} rounds: Kendall tau "
+                     f"{h.num(overall['tau'], 3)}, Spearman rho {h.num(overall['rho'], 3)}.")
             + h.figure(src, f"{search.label}: predicted vs true log perplexity; Kendall tau "
                             f"per round (the ranker's live accuracy)"))
-    return "".join(parts)
 
 
 # --- section: hidden states -------------------------------------------------------------------
@@ -400,10 +415,15 @@ def hidden_section(rep: Report) -> str:
     logp = {n: recorded[r.run_id]["target_logp"] for n, r in zip(names, runs, strict=True)}
     div_path, div_src = rep.image("diversity.png")
     plots.save_figure(plots.draw_diversity(plots.diversity_frame(logp, cka)), div_path)
-    parts += [h.figure(src, "linear CKA between the runs' hidden states, clustered on 1 - CKA"),
-              h.para(h.link("similarity_cka.csv", "CKA matrix (CSV)")),
-              h.figure(div_src, "per pair of runs: gain of their two-member ensemble over the "
-                                "better one (on the same tokens) against 1 - CKA")]
+    undefined = [n for n, v in reps.items() if not np.any(np.std(v, axis=0) > 0)]
+    if undefined:
+        parts.append(h.remark(f"CKA is undefined (blank) for {', '.join(undefined)}: their hidden "
+                            f"state does not vary over the text"))
+    parts += [h.row(h.figure(src, "linear CKA between the runs' hidden states, clustered on "
+                                  "1 - CKA"),
+                    h.figure(div_src, "per pair of runs: gain of their two-member ensemble "
+                                      "over the better one (same tokens) against 1 - CKA")),
+              h.para(h.link("similarity_cka.csv", "CKA matrix (CSV)"))]
     return "".join(parts)
 
 
@@ -412,7 +432,7 @@ def _runs_table(runs: Sequence[Run], names: Sequence[str]) -> str:
              h.num(r.val_ppl), h.num(r.test_ppl), h.code(r.expr)]
             for n, r in zip(names, runs, strict=True)]
     return h.table(["label", "run", "training", "params", "val ppl", "test ppl", "DSL"], rows,
-                   numeric=(3, 4, 5))
+                   numeric=(3, 4, 5), table_id="analysed-runs")
 
 
 # --- section: ensemble ------------------------------------------------------------------------
@@ -431,9 +451,10 @@ def ensemble_section(rep: Report) -> str:
     rows = [[h.text(m.label), h.text(f"{m.weight}/{total}" if m.weight else "0"),
              h.num(m.val_ppl), h.num(m.test_ppl), h.text(m.run_id), h.code(m.expr)]
             for m in sorted(result.pool, key=lambda m: (-m.weight, m.val_ppl))]
+    best = next(m for m in result.members if m.label == result.best_member)
     summary = [["greedy ensemble", h.num(result.val_ppl), h.num(result.test_ppl)],
-               [f"best member ({h.text(result.best_member)})", "–",
-                h.num(result.best_member_test_ppl)],
+               [f"best member ({h.text(best.label)})", h.num(best.val_ppl),
+                h.num(best.test_ppl)],
                [f"uniform average of the pool ({len(result.pool)})", "–",
                 h.num(result.uniform_test_ppl)]]
     tokens = (f"the first {rep.options.eval_tokens:,} tokens of each split"
@@ -479,7 +500,7 @@ def _intro(rep: Report) -> str:
             ["cells / runs", f"{len(rep.zoo.hashes()):,} / {len(runs):,} ({ok:,} ok)"],
             ["task", h.text(rep.task) if rep.task else h.note(rep.task_problem or "")],
             ["run directories", "<br>".join(h.text(r.path) for r in rep.runs) or "–"]]
-    return h.table(["", ""], rows)
+    return h.table(None, rows, table_id="overview")
 
 
 def write_report(zoo_path: str | Path, run_dirs: Sequence[str | Path], out: str | Path,

@@ -17,17 +17,20 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
        padding: 0 1em; color: #222; line-height: 1.4; }
 h1 { border-bottom: 2px solid #444; padding-bottom: .2em; }
 h2 { margin-top: 2em; border-bottom: 1px solid #bbb; }
-nav ol { columns: 2; }
+nav ol { columns: 3; max-width: 900px; }
 table { border-collapse: collapse; margin: .8em 0; font-size: 0.88em; }
 th, td { border: 1px solid #ccc; padding: .25em .5em; vertical-align: top; text-align: left; }
 th { background: #f0f0f0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-code.dsl { font-size: 0.85em; word-break: break-all; }
+code.dsl { font-size: 0.95em; word-break: break-all; }
+td code.dsl { display: block; min-width: 24em; }
 .note { background: #fff6e0; border-left: 4px solid #e0a000; padding: .4em .8em; }
 figure { margin: 1em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: 0.85em; color: #555; }
 .muted { color: #777; }
+.row { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
+.row figure { max-width: 550px; }
 """
 
 MISSING = "–"
@@ -57,13 +60,24 @@ def code(expr: str) -> str:
     return f'<code class="dsl">{escape(expr)}</code>'
 
 
+def remark(message: str) -> str:
+    """A highlighted remark."""
+    return f'<p class="note">{escape(message)}</p>'
+
+
 def note(reason: str) -> str:
-    return f'<p class="note">Not available: {escape(reason)}</p>'
+    """Why a section or a part of it is missing."""
+    return remark(f"Not available: {reason}")
 
 
 def para(content: str) -> str:
     """A paragraph of HTML (the caller escapes its data)."""
     return f"<p>{content}</p>"
+
+
+def row(*parts: str) -> str:
+    """Blocks side by side (wrapping on narrow windows)."""
+    return '<div class="row">' + "".join(f"<div>{p}</div>" for p in parts) + "</div>"
 
 
 def link(href: str, label: str) -> str:
@@ -75,16 +89,18 @@ def figure(src: str, caption: str) -> str:
             f"<figcaption>{escape(caption)}</figcaption></figure>")
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = (),
-          table_id: str | None = None) -> str:
-    """A table whose cells are HTML already; columns listed in ``numeric`` align right."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+def table(header: Sequence[str] | None, rows: Sequence[Sequence[str]],
+          numeric: Sequence[int] = (), table_id: str | None = None) -> str:
+    """A table whose cells are HTML already; columns listed in ``numeric`` align right;
+    ``header=None``: no header row."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in header or ())
     body = "".join(
         "<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
                          for i, c in enumerate(row)) + "</tr>"
         for row in rows)
     ident = f' id="{escape(table_id)}"' if table_id else ""
-    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    thead = f"<thead><tr>{head}</tr></thead>" if head else ""
+    return f"<table{ident}>{thead}<tbody>{body}</tbody></table>"
 
 
 def page(title: str, intro: str, sections: Sequence[Section]) -> str:

@@ -25,7 +25,6 @@ import itertools
 import linecache
 import re
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -121,11 +120,9 @@ def _build_graph(tree: Node) -> _Graph:
 class _CodeWriter:
     """Turns a `_Graph` into the source of ``cell_forward`` (see the module docstring)."""
 
-    def __init__(self, graph: _Graph, hidden: int, batched_grad: bool):
+    def __init__(self, graph: _Graph, hidden: int):
         self.g = graph
         self.H = hidden
-        self.batched_grad = batched_grad
-        self.recurrent: list[int] = []  # fused matrices used inside the loop (batched_grad)
         self.loc: dict[int, _Loc] = {}
         self.groups: list[list[int]] = []  # MM numbers per fused weight matrix
         self.lines: list[str] = []
@@ -193,12 +190,7 @@ class _CodeWriter:
             var = f"{prefix}{next(self.names)}"
             w = len(self.groups)
             self.groups.append([self.g.values[m].index for m in members])
-            if prefix == "D" and self.batched_grad:
-                self.recurrent.append(w)
-                call = f"step_linear({self.ref(arg)}, ws[{w}], bs[{w}], stores[{w}])"
-            else:
-                call = f"F.linear({self.ref(arg)}, ws[{w}], bs[{w}])"
-            self.lines.append(f"{indent}{var} = {call}")
+            self.lines.append(f"{indent}{var} = F.linear({self.ref(arg)}, ws[{w}], bs[{w}])")
             self.width_of[var] = len(members)
             for j, m in enumerate(members):
                 self.loc[m] = _Loc(var, j, len(members))
@@ -297,16 +289,11 @@ class _CodeWriter:
         for j, m in enumerate(run):
             self.loc[m] = _Loc(var, j, len(run))
 
-    def _stores_type(self) -> str:
-        # TorchScript cannot type the Python store objects; it gets a list of None
-        return "List[Optional[_GradStore]]" if self.batched_grad else "List[Optional[Tensor]]"
-
     def source(self) -> str:
         head = [
             "def cell_forward(inputs: Tensor, h: Tensor, c: Tensor, xp: Tensor, pos: Tensor,",
             "                 ws: List[Tensor], bs: List[Tensor], lnw: List[Tensor],",
-            f"                 lnb: List[Tensor], stores: {self._stores_type()}",
-            "                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:",
+            "                 lnb: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:",
             "    outs: List[Tensor] = []",
         ]
         self.static_phase()
@@ -316,60 +303,8 @@ class _CodeWriter:
         return "\n".join(head + self.lines + tail) + "\n"
 
 
-class _GradStore:
-    """Per forward call: the inputs and output gradients of one recurrent matrix, per step."""
-
-    def __init__(self):
-        self.inputs: list[Tensor] = []
-        self.grads: dict[int, Tensor] = {}
-
-
-class _RecurrentWeight(torch.autograd.Function):
-    """Identity on a recurrent weight matrix whose backward runs after every step's backward
-    and computes the weight gradient of all steps as one matrix product (as fused RNN kernels
-    do), instead of one small product per step."""
-
-    @staticmethod
-    def forward(ctx, weight: Tensor, store: _GradStore) -> Tensor:
-        ctx.store = store
-        return weight.view_as(weight)
-
-    @staticmethod
-    def backward(ctx, _zero: Tensor):
-        store = ctx.store
-        steps = sorted(store.grads)
-        grads = torch.cat([store.grads[t] for t in steps])
-        inputs = torch.cat([store.inputs[t] for t in steps])
-        store.grads.clear()
-        return grads.t().mm(inputs), None
-
-
-class _StepLinear(torch.autograd.Function):
-    """x W^T + b for one step; leaves the weight gradient to `_RecurrentWeight`."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, store: _GradStore) -> Tensor:
-        ctx.save_for_backward(weight)
-        ctx.store, ctx.step = store, len(store.inputs)
-        store.inputs.append(x.detach())
-        return torch.addmm(bias, x, weight.t())
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (weight,) = ctx.saved_tensors
-        ctx.store.grads[ctx.step] = grad
-        return grad.mm(weight), None, grad.sum(0), None
-
-
-def _step_linear(x: Tensor, weight: Tensor, bias: Tensor, store: _GradStore | None) -> Tensor:
-    if store is None:  # no gradient is being recorded
-        return F.linear(x, weight, bias)
-    return _StepLinear.apply(x, weight, bias, store)
-
-
 _NAMESPACE = {
     "torch": torch, "F": F, "Tensor": Tensor, "List": list, "Tuple": tuple,
-    "Optional": Optional, "_GradStore": _GradStore, "step_linear": _step_linear,
     "posenc": posenc, "gate3": gate3, "guarded_div": guarded_div,
     **{f"fn_{name}": spec.fn for name, spec in OPS.items() if spec.fn is not None},
 }
@@ -406,10 +341,9 @@ class CompiledCell(nn.Module):
         widths = {"E": input_size, "H": hidden_size}
         self.mm = nn.ModuleList(nn.Linear(widths[w], hidden_size) for w in graph.mm_inputs)
         self.ln = nn.ModuleList(nn.LayerNorm(hidden_size) for _ in range(graph.n_ln))
-        writer = _CodeWriter(graph, hidden_size, batched_grad=mode == "eager")
+        writer = _CodeWriter(graph, hidden_size)
         self.code = writer.source()
         self._groups = writer.groups
-        self._recurrent = writer.recurrent
         fn = _materialise(self.code)
         if mode == "script":
             fn = torch.jit.script(fn)
@@ -437,14 +371,8 @@ class CompiledCell(nn.Module):
             raise ValueError("CompiledCell needs a sequence of at least one step")
         lnw = [m.weight for m in self.ln]
         lnb = [m.bias for m in self.ln]
-        weights = self._fused("weight")
-        stores: list[_GradStore | None] = [None] * len(weights)
-        if torch.is_grad_enabled():
-            for w in self._recurrent:
-                stores[w] = _GradStore()
-                weights[w] = _RecurrentWeight.apply(weights[w], stores[w])
-        out, h, c, xp, pos = self._fn(inputs, *state, weights, self._fused("bias"),
-                                      lnw, lnb, stores)
+        out, h, c, xp, pos = self._fn(inputs, *state, self._fused("weight"),
+                                      self._fused("bias"), lnw, lnb)
         return out, (h, c, xp, pos)
 
     def extra_repr(self) -> str:

@@ -28,7 +28,8 @@ class Candidate:
     operator: str | None = None
     parents: list[str] = field(default_factory=list)
     generation: int = 0
-    score: float | None = None
+    score: float | None = None  # the pre-filter's score (higher = more promising)
+    predicted: float | None = None  # the ranker's predicted log validation perplexity
 
     @property
     def expr(self) -> str:
@@ -50,6 +51,9 @@ class PreFilter(Protocol):
     def fit(self, runs: Sequence[Any]) -> Any: ...
 
     def score(self, cells: list[Node]) -> Sequence[float]: ...
+
+    def predict(self, cells: list[Node]) -> tuple[Sequence[float], Sequence[float]]:
+        """Predicted log perplexity and divergence probability (for the live accuracy log)."""
 
 
 class Proposer(Protocol):

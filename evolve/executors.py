@@ -41,6 +41,7 @@ class Job:
     lineage: dict[str, Any] = field(default_factory=dict)
     attempt: int = 0
     score: float | None = None  # the pre-filter's score, when one chose this job
+    predicted: float | None = None  # and its predicted log validation perplexity
     round: int = 0  # the search round that made it
 
     @property

@@ -226,7 +226,7 @@ class Search:
         for cand in chosen:
             self.queue.append(Job(self.counters.next_job, cand.expr, self.train_config.to_dict(),
                                   self.config.data_dir, cand.lineage(index, self.search_id),
-                                  score=cand.score, round=index))
+                                  score=cand.score, predicted=cand.predicted, round=index))
             self.counters.next_job += 1
         for cand, run in known:
             self._record_reused(cand, run, index)
@@ -317,9 +317,13 @@ class Search:
             self.counters.ranker_fitted_at = len(runs)
 
     def _score(self, pool: list[Candidate]) -> list[float] | None:
+        """Pre-filter scores of the pool; each candidate also keeps the predicted log ppl."""
         if not (self.ranker_ready and pool):
             return None
-        return [float(s) for s in self.ranker.score([c.cell for c in pool])]
+        cells = [c.cell for c in pool]
+        for cand, log_ppl in zip(pool, self.ranker.predict(cells)[0], strict=True):
+            cand.predicted = float(log_ppl)
+        return [float(s) for s in self.ranker.score(cells)]
 
     def _update_proposer(self) -> None:
         if self.proposer is None or not self.proposer_results:
@@ -345,9 +349,10 @@ class Search:
                         self.counters.evaluated, lineage["origin"], lineage["generation"])
         if lineage["origin"] == "controller":
             self.proposer_results.append((result.expr, result.to_json()))
-        if job.score is not None:
+        if job.predicted is not None:
             ckpt.append_jsonl(self.run_dir / RANKER_LOG, {
-                "n": member.born, "round": job.round, "hash": job.hash, "predicted": job.score,
+                "n": member.born, "round": job.round, "hash": job.hash,
+                "predicted": job.predicted, "score": job.score,
                 "true_log_ppl": math.log(member.val_ppl) if member.fitness > -math.inf
                 else None, "status": result.status})
         self._admit(member, lineage, job.round, run_id, result.seconds)
