@@ -11,9 +11,9 @@ import click
 import matplotlib
 
 from cellzoo.analysis import ensemble as ens
-from cellzoo.analysis import plots
-from cellzoo.analysis.activations import Text, activations, layer, split_text, user_text
+from cellzoo.analysis.activations import Text, activations, split_text, user_text
 from cellzoo.analysis.cache import AnalysisCache, AnalysisError, default_cache_path
+from cellzoo.analysis.compare import Comparison, comparison, draw_comparison
 from cellzoo.analysis.selection import labels, select_runs
 from cellzoo.analysis.similarity import similarity_matrix
 from cellzoo.train import CorpusNotFoundError, load_corpus
@@ -90,34 +90,21 @@ def compare(zoo_path: str, cells: str | None, top: int | None, task: str | None,
         text = (user_text(corpus, Path(text_file).read_text(encoding="utf-8"), text_file, tokens)
                 if text_file else split_text(corpus, split or "valid", tokens))
         recorded = activations(zoo, runs, text, _cache(zoo_path, cache, no_cache))
-        names = labels(runs)
-        arrays = [recorded[r.run_id] for r in runs]
-        reps = {n: layer(a, layer_index) for n, a in zip(names, arrays, strict=True)}
-        written = _write_compare(Path(out_dir), runs, names, arrays, reps, text)
+        data = comparison(runs, labels(runs), recorded, text, layer_index)
+        written = _write_compare(Path(out_dir), data)
     _echo_paths(written, as_json)
 
 
-def _write_compare(out: Path, runs, names, arrays, reps, text: Text) -> dict[str, str]:
-    out.mkdir(parents=True, exist_ok=True)
-    cka = similarity_matrix(reps, "cka")
-    svcca = similarity_matrix(reps, "svcca")
-    logp = {n: a["target_logp"] for n, a in zip(names, arrays, strict=True)}
-    val_ppl = {n: r.val_ppl for n, r in zip(names, runs, strict=True)}
-    steps = plots.first_sentence(text.words)
-    heat = plots.heatmap_frame({n: v[:steps] for n, v in reps.items()}, text.words[:steps])
-    pairs = plots.diversity_frame(logp, cka)
-    paths = {
-        "heatmaps": plots.save_figure(plots.draw_heatmaps(heat), out / "heatmaps.png"),
-        "clustermap": plots.save_figure(
-            plots.draw_clustermap(plots.clustermap_frame(cka, val_ppl)), out / "clustermap.png"),
-        "diversity": plots.save_figure(plots.draw_diversity(pairs), out / "diversity.png"),
-        "cka": out / "similarity_cka.csv", "svcca": out / "similarity_svcca.csv",
-        "pairs": out / "pairs.csv", "cells": out / "cells.csv",
-    }
-    cka.to_csv(paths["cka"])
-    svcca.to_csv(paths["svcca"])
-    pairs.to_csv(paths["pairs"], index=False)
-    _cells_table(runs, names, logp, text).to_csv(paths["cells"], index=False)
+def _write_compare(out: Path, data: Comparison) -> dict[str, str]:
+    """The figures, plus the similarity matrices and a per-cell table as CSV."""
+    if data.cka is None:
+        raise AnalysisError("comparing cells needs at least 2 runs with weights")
+    paths = draw_comparison(data, out)
+    paths |= {"cka": out / "similarity_cka.csv", "svcca": out / "similarity_svcca.csv",
+              "cells": out / "cells.csv"}
+    data.cka.to_csv(paths["cka"])
+    similarity_matrix(data.reps, "svcca").to_csv(paths["svcca"])
+    _cells_table(data.runs, data.names, data.logp, data.text).to_csv(paths["cells"], index=False)
     return {k: str(v) for k, v in paths.items()}
 
 

@@ -20,17 +20,15 @@ from pathlib import Path
 
 import click
 import matplotlib
-import numpy as np
 import pandas as pd
 
 from cellzoo.analysis import ensemble as ens
-from cellzoo.analysis import plots
 from cellzoo.analysis import report_html as h
-from cellzoo.analysis.activations import activations, layer, split_text
+from cellzoo.analysis.activations import activations, split_text
 from cellzoo.analysis.cache import AnalysisCache, AnalysisError, default_cache_path
 from cellzoo.analysis.commands import cache_opt, data_opt, no_cache_opt
+from cellzoo.analysis.compare import comparison, draw_comparison
 from cellzoo.analysis.selection import labels, only_task, select_runs
-from cellzoo.analysis.similarity import similarity_matrix
 from cellzoo.evolve.checkpoint import CONFIG_NAME
 from cellzoo.evolve.config import SearchConfig
 from cellzoo.evolve.progress import draw_progress, progress_frame
@@ -132,7 +130,11 @@ class Report:
     def image(self, name: str) -> tuple[Path, str]:
         """(path to write, link relative to the page) of an image file."""
         (self.out / IMAGES).mkdir(parents=True, exist_ok=True)
-        return self.out / IMAGES / name, f"{IMAGES}/{name}"
+        return self.out / IMAGES / name, self.src(self.out / IMAGES / name)
+
+    def src(self, path: Path) -> str:
+        """The link to ``path`` (inside the output folder) relative to the page."""
+        return path.relative_to(self.out).as_posix()
 
 
 def resolve_task(zoo: Zoo, runs: Sequence[SearchRun], task: str | None) -> str:
@@ -394,31 +396,21 @@ def hidden_section(rep: Report) -> str:
     corpus = load_corpus(task, rep.options.data_dir)
     text = split_text(corpus, "valid", rep.options.tokens)
     recorded = activations(rep.zoo, runs, text, rep.cache)
-    names = labels(runs)
-    reps = {n: layer(recorded[r.run_id]) for n, r in zip(names, runs, strict=True)}
-    steps = plots.first_sentence(text.words)
-    heat = plots.heatmap_frame({n: v[:steps] for n, v in reps.items()}, text.words[:steps])
-    path, src = rep.image("heatmaps.png")
-    plots.save_figure(plots.draw_heatmaps(heat), path)
+    data = comparison(runs, labels(runs), recorded, text)
+    paths = draw_comparison(data, rep.out / IMAGES)
     parts = [h.para(f"The {len(runs)} runs of task {h.text(task)} with the lowest validation "
                     f"perplexity, run over {h.text(text.source)} (top layer)."),
-             _runs_table(runs, names),
-             h.figure(src, "hidden units over the first sentence, one panel per run")]
-    if len(runs) < 2:
+             _runs_table(runs, data.names),
+             h.figure(rep.src(paths["heatmaps"]),
+                      "hidden units over the first sentence, one panel per run")]
+    if data.cka is None:
         parts.append(h.note("the similarity clustermap needs at least 2 runs"))
         return "".join(parts)
-    cka = similarity_matrix(reps, "cka")
-    cka.to_csv(rep.out / "similarity_cka.csv")
-    path, src = rep.image("clustermap.png")
-    ppl = {n: r.val_ppl for n, r in zip(names, runs, strict=True)}
-    plots.save_figure(plots.draw_clustermap(plots.clustermap_frame(cka, ppl)), path)
-    logp = {n: recorded[r.run_id]["target_logp"] for n, r in zip(names, runs, strict=True)}
-    div_path, div_src = rep.image("diversity.png")
-    plots.save_figure(plots.draw_diversity(plots.diversity_frame(logp, cka)), div_path)
-    undefined = [n for n, v in reps.items() if not np.any(np.std(v, axis=0) > 0)]
-    if undefined:
-        parts.append(h.remark(f"CKA is undefined (blank) for {', '.join(undefined)}: their hidden "
-                            f"state does not vary over the text"))
+    data.cka.to_csv(rep.out / "similarity_cka.csv")
+    if data.constant:
+        parts.append(h.remark(f"CKA is undefined (blank) for {', '.join(data.constant)}: their "
+                              f"hidden state does not vary over the text"))
+    src, div_src = rep.src(paths["clustermap"]), rep.src(paths["diversity"])
     parts += [h.row(h.figure(src, "linear CKA between the runs' hidden states, clustered on "
                                   "1 - CKA"),
                     h.figure(div_src, "per pair of runs: gain of their two-member ensemble "

@@ -11,7 +11,14 @@ import time
 
 import pytest
 
-from cellzoo.evolve.executors import InlineExecutor, Job, ProcessExecutor, make_executor, run_job
+from cellzoo.evolve.executors import (
+    InlineExecutor,
+    Job,
+    ProcessExecutor,
+    collect,
+    make_executor,
+    run_job,
+)
 from cellzoo.train import TrainConfig
 
 TINY = TrainConfig.proxy("synthetic", hidden=8, budget_tokens=1200, eval_tokens=300,
@@ -22,14 +29,6 @@ CELLS = ["Tanh(Add(MM(x), MM(h)))", "ReLU(Add(MM(h), MM(x)))",
 
 def jobs() -> list[Job]:
     return [Job(i, expr, TINY, lineage={"origin": "manual"}) for i, expr in enumerate(CELLS)]
-
-
-def drain(executor, n: int) -> dict[int, tuple[Job, object]]:
-    out = {}
-    while len(out) < n:
-        for job, result in executor.completed():
-            out[job.job_id] = (job, result)
-    return out
 
 
 def test_job_is_plain_picklable_data():
@@ -55,12 +54,12 @@ def test_process_pool_gives_the_same_results_as_inline():
     inline = InlineExecutor()
     for job in jobs():
         inline.submit(job)
-    expected = drain(inline, len(CELLS))
+    expected = collect(inline, len(CELLS))
     pool = ProcessExecutor(workers=2, threads_per_worker=1)
     try:
         for job in jobs():
             pool.submit(job)
-        got = drain(pool, len(CELLS))
+        got = collect(pool, len(CELLS))
     finally:
         pool.close()
     assert sorted(got) == sorted(expected)
@@ -82,7 +81,7 @@ def test_a_killed_worker_has_its_job_retried():
             time.sleep(0.01)
         for pid in list(pool._pool._processes):
             os.kill(pid, signal.SIGKILL)  # dies while importing or training the job
-        ((job, result),) = drain(pool, 1).values()
+        ((job, result),) = collect(pool, 1).values()
     finally:
         pool.close()
     assert job.attempt == 1

@@ -22,7 +22,7 @@ import ray
 import torch
 
 from cellzoo.evolve.config import SearchConfig
-from cellzoo.evolve.executors import Job, make_executor
+from cellzoo.evolve.executors import Job, collect, make_executor
 from cellzoo.evolve.ray_executor import TASK_NAME, RayExecutor, start_local_ray
 from cellzoo.evolve.search import Search
 from cellzoo.train import TrainConfig
@@ -48,14 +48,6 @@ def cluster():
 
 def jobs() -> list[Job]:
     return [Job(i, expr, TINY, lineage={"origin": "manual"}) for i, expr in enumerate(CELLS)]
-
-
-def drain(executor, n: int) -> dict[int, tuple[Job, object]]:
-    out = {}
-    while len(out) < n:
-        for job, result in executor.completed():
-            out[job.job_id] = (job, result)
-    return out
 
 
 def busy_workers() -> list[int]:
@@ -142,7 +134,7 @@ def test_a_job_past_its_attempts_is_a_failed_result(cluster):
     try:
         executor.submit(jobs()[0])
         kill_a_busy_worker()
-        ((job, result),) = drain(executor, 1).values()
+        ((job, result),) = collect(executor, 1).values()
     finally:
         executor.close()
     assert (job.job_id, job.attempt, result.status) == (0, 0, "failed")
@@ -206,7 +198,7 @@ def test_ray_gives_each_trial_a_share_of_a_gpu(cluster):
     try:
         for job in jobs()[:2]:
             executor.submit(job)
-        results = [result for _, result in drain(executor, 2).values()]
+        results = [result for _, result in collect(executor, 2).values()]
     finally:
         executor.close()
     assert [r.status for r in results] == ["ok", "ok"]
