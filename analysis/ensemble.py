@@ -172,10 +172,12 @@ class EnsembleResult:
 
 
 def evaluate_weights(zoo: Zoo, pool: Sequence[Run], weights: Sequence[int], select: str,
-                     corpus: Corpus, layout: Layout, cache: AnalysisCache) -> EnsembleResult:
+                     corpus: Corpus, layout: Layout, cache: AnalysisCache,
+                     valid: np.ndarray | None = None) -> EnsembleResult:
     """Validation/test perplexities of the weighted ensemble over ``pool``, its members and the
-    uniform average of the pool."""
-    valid = member_logprobs(zoo, pool, corpus, "valid", layout, cache)
+    uniform average of the pool. ``valid``: the pool's validation log-probs, if already at hand."""
+    if valid is None:
+        valid = member_logprobs(zoo, pool, corpus, "valid", layout, cache)
     test = member_logprobs(zoo, pool, corpus, "test", layout, cache)
     names = labels(pool)
     rows = [Member(r.run_id, r.hash, name, r.expr, int(w), perplexity(valid[:, i]),
@@ -202,12 +204,13 @@ def build(zoo: Zoo, task: str | None = None, top: int = 10, select: str = "greed
     cache = cache or AnalysisCache(None)
     pool = select_runs(zoo, top=top, task=task)
     corpus = load_corpus(pool[0].task, data_dir)
+    valid = None
     if select == "greedy":
         valid = member_logprobs(zoo, pool, corpus, "valid", layout, cache)
         weights = greedy_select(valid, size or 2 * len(pool))
     else:
         weights = np.array([1 if i < (size or len(pool)) else 0 for i in range(len(pool))])
-    return evaluate_weights(zoo, pool, weights, select, corpus, layout, cache)
+    return evaluate_weights(zoo, pool, weights, select, corpus, layout, cache, valid)
 
 
 def save(result: EnsembleResult, path: str | Path) -> None:

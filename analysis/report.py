@@ -25,8 +25,8 @@ import pandas as pd
 from cellzoo.analysis import ensemble as ens
 from cellzoo.analysis import report_html as h
 from cellzoo.analysis.activations import activations, split_text
-from cellzoo.analysis.cache import AnalysisCache, AnalysisError, default_cache_path
-from cellzoo.analysis.commands import cache_opt, data_opt, no_cache_opt
+from cellzoo.analysis.cache import AnalysisCache, AnalysisError
+from cellzoo.analysis.commands import _cache, cache_opt, data_opt, no_cache_opt
 from cellzoo.analysis.compare import comparison, draw_comparison
 from cellzoo.analysis.selection import labels, only_task, select_runs
 from cellzoo.evolve.checkpoint import CONFIG_NAME
@@ -552,7 +552,7 @@ def report(zoo_path: str, run_dirs: tuple[str, ...], task: str | None, top: int,
     """Write a static HTML page (OUT/index.html, opens from disk) about a zoo and its searches:
     configurations, progress, best cells, ranker accuracy, hidden states, ensemble."""
     matplotlib.use("Agg")
-    store = AnalysisCache(None if no_cache else cache or default_cache_path(zoo_path))
+    store = _cache(zoo_path, cache, no_cache)
     options = Options(task, top, rows, tokens, eval_tokens, data_dir)
     try:
         result = write_report(zoo_path, run_dirs, out_dir, options, store)

@@ -30,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cellzoo.dsl.ops import OPS, gate3, guarded_div, posenc
+from cellzoo.dsl.ops import INPUT_SOURCES, OPS, STATE_SOURCES, gate3, guarded_div, posenc
 from cellzoo.dsl.tree import Node, to_text
 from cellzoo.dsl.validate import parse_cell
 
 State = tuple[Tensor, Tensor, Tensor, Tensor]
 MODES = ("eager", "script", "compile")
-_DYNAMIC_SOURCES = ("h", "c")
+_DYNAMIC_SOURCES = STATE_SOURCES
 _UNFUSABLE = ("PosEnc", "LayerNorm")
 _PLACEHOLDER = re.compile(r"\{\{(\w+):(\d+):(\d+)\}\}")
 
@@ -207,7 +207,7 @@ class _CodeWriter:
                 self.loc[vid] = _Loc("xprev_seq")
         static_mm = [i for i, v in enumerate(values) if v.static and v.op == "MM"]
         # MMs of a source first (fused), then everything else in dependency order
-        self._matmuls([i for i in static_mm if values[values[i].args[0]].op in ("x", "x_prev")],
+        self._matmuls([i for i in static_mm if values[values[i].args[0]].op in INPUT_SOURCES],
                       "S", "    ")
         for vid, v in enumerate(values):
             if not v.static or vid in self.loc:

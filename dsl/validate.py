@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from cellzoo.dsl.ops import INPUT_SOURCES, OPS
 from cellzoo.dsl.parse import DSLError, parse_located
-from cellzoo.dsl.tree import Node, depth, node_count, preorder
+from cellzoo.dsl.tree import Node, depth, preorder
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,14 @@ def problems(node: Node, limits: Limits = DEFAULT_LIMITS) -> list[tuple[Node | N
     found: list[tuple[Node | None, str]] = []
     if node.width != "H":
         found.append((node, f"the root {node.op} has width {node.width}; h(t) needs width H"))
-    for n in preorder(node):
+    nodes = list(preorder(node))
+    for n in nodes:
         for i, child in enumerate(n.children):
             if child.width not in OPS[n.op].accepts(i):
                 found.append((child, f"{child.op} has width {child.width}, used where width H "
                                      f"is needed (argument {i + 1} of {n.op})"))
-    names = [n.op for n in preorder(node)]
-    mems = [n for n in preorder(node) if n.op == "Mem"]
+    names = [n.op for n in nodes]
+    mems = [n for n in nodes if n.op == "Mem"]
     if not any(s in names for s in INPUT_SOURCES):
         found.append((None, "the cell never reads its input: it needs x or x_prev"))
     if "c" in names and len(mems) != 1:
@@ -41,7 +42,7 @@ def problems(node: Node, limits: Limits = DEFAULT_LIMITS) -> list[tuple[Node | N
         found.append((mems[0], "Mem is pointless in a cell that never reads c"))
     if "h" not in names and not ("c" in names and mems):
         found.append((None, "the cell carries no state: it must read h, or read c through a Mem"))
-    d, count = depth(node), node_count(node)
+    d, count = depth(node), len(nodes)
     if d > limits.max_depth:
         found.append((None, f"depth {d} exceeds the limit of {limits.max_depth}"))
     if count > limits.max_nodes:

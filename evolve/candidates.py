@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
@@ -31,11 +32,11 @@ class Candidate:
     score: float | None = None  # the pre-filter's score (higher = more promising)
     predicted: float | None = None  # the ranker's predicted log validation perplexity
 
-    @property
+    @cached_property
     def expr(self) -> str:
         return canonical_text(self.cell)
 
-    @property
+    @cached_property
     def hash(self) -> str:
         return cell_hash(self.cell)
 

@@ -21,6 +21,7 @@ import traceback
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from cellzoo.dsl import canonical_text, cell_hash, parse
@@ -44,7 +45,7 @@ class Job:
     predicted: float | None = None  # and its predicted log validation perplexity
     round: int = 0  # the search round that made it
 
-    @property
+    @cached_property
     def hash(self) -> str:
         return cell_hash(self.expr)
 

@@ -451,7 +451,6 @@ def result_from_run(run: Run) -> TrainResult:
         error=run.error, config=TrainConfig.from_dict(run.config))
 
 
-
 def make_ranker() -> PreFilter:
     """A fresh `cellzoo.ranker.Ranker` (imported only when a search asks for one)."""
     try:

@@ -75,6 +75,7 @@ def score_command(ranker_path: str, exprs: tuple[str, ...], task: str | None,
     EXPR is DSL text or a library cell name (e.g. lstm)."""
     from cellzoo.dsl import DSLError, canonical_text, cell_hash
     from cellzoo.dsl.library import resolve_cell
+    from cellzoo.ranker.graph import pack
 
     ranker = _load(ranker_path)
     cells = []
@@ -83,11 +84,12 @@ def score_command(ranker_path: str, exprs: tuple[str, ...], task: str | None,
             cells.append(resolve_cell(text))
         except DSLError as e:
             raise RankError(f"cannot parse {text!r}: {e}") from e
+    packed = pack(cells)
     try:
-        log_ppl, p_div = ranker.predict(cells, task=task)
+        log_ppl, p_div = ranker.predict(packed, task=task)
     except ValueError as e:
         raise RankError(str(e)) from e
-    scores = ranker.score(cells)
+    scores = ranker.score(packed)
     for cell, lp, p, s in zip(cells, log_ppl, p_div, scores, strict=True):
         row = {"expr": canonical_text(cell), "hash": cell_hash(cell),
                "predicted_ppl": math.exp(lp), "predicted_log_ppl": float(lp),

@@ -58,18 +58,17 @@ def eval_nbnlp(runs: list[NBRun], train_size: int = 1000, test_size: int = 2000,
     for seed in range(seeds):
         order = np.random.default_rng(seed).permutation(len(runs))
         train, test = order[:train_size], order[train_size: train_size + test_size]
-        tested = _subset(data, test)
+        trained, tested = _subset(data, train), _subset(data, test)
         row = {"seed": seed, "test_finished": int(np.isfinite(log_test[test]).sum())}
         start = time.perf_counter()
         ranker = Ranker(RankerConfig(**{**config.to_dict(), "seed": seed}))
-        ranker.fit(_subset(data, train))
+        ranker.fit(trained)
         pred, p = ranker.predict(tested.packed)
         row["ranker"] = {**_judge(pred, p, log_test[test], tested.diverged),
                          "seconds": time.perf_counter() - start, "epochs": len(ranker.history)}
         if baseline:
             start = time.perf_counter()
-            rf = CountBaseline(seed=seed).fit(_subset(data, train).packed, data.log_ppl[train],
-                                              data.diverged[train])
+            rf = CountBaseline(seed=seed).fit(trained.packed, trained.log_ppl, trained.diverged)
             pred, p = rf.predict(tested.packed)
             row["baseline"] = {**_judge(pred, p, log_test[test], tested.diverged),
                                "seconds": time.perf_counter() - start}

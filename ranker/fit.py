@@ -130,10 +130,11 @@ class Ranker:
         return self
 
     def _update_stats(self, data: Examples) -> None:
+        tasks, finished = np.asarray(data.tasks), np.isfinite(data.log_ppl)
         for task in sorted(set(data.tasks)):
             if task in self.task_stats:
                 continue
-            mask = np.array([t == task for t in data.tasks]) & np.isfinite(data.log_ppl)
+            mask = (tasks == task) & finished
             y = data.log_ppl[mask]
             std = float(y.std()) if len(y) > 1 else 1.0
             self.task_stats[task] = (float(y.mean()) if len(y) else 0.0, std if std > 1e-6 else 1.0)

@@ -25,13 +25,6 @@ class CommandError(click.ClickException):
 
     exit_code = 2
 
-#: CLI option name -> TrainConfig field, for options that override the base configuration
-OVERRIDES = {
-    "budget_tokens": "budget_tokens", "epochs": "epochs", "hidden": "hidden", "layers": "layers",
-    "lr": "lr", "optimizer": "optimizer", "batch_size": "batch_size", "bptt": "bptt",
-    "dropout": "dropout", "clip": "clip", "seed": "seed", "device": "device",
-    "eval_tokens": "eval_tokens",
-}
 
 
 @click.command()
@@ -94,7 +87,7 @@ def train(cell: str | None, task: str | None, preset: str | None, data_dir: str 
 
 def _config(task: str | None, preset: str | None, options: dict[str, Any]) -> TrainConfig:
     base = TrainConfig.preset(preset) if preset else TrainConfig.proxy(task or "synthetic")
-    changes = {OVERRIDES[k]: v for k, v in options.items() if v is not None}
+    changes = {k: v for k, v in options.items() if v is not None}  # options are field names
     if task is not None:
         changes["task"] = task
     if options["budget_tokens"] is not None:
@@ -177,11 +170,12 @@ def data() -> None:
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None)
 def data_path(task: str, data_dir: str | None) -> None:
     """Show where TASK's corpus resolves (and every place searched)."""
-    for folder in candidate_dirs(task, data_dir):
-        mark = "found  " if has_corpus(folder) else "missing"
-        click.echo(f"{mark} {folder}")
-    if not any(has_corpus(f) for f in candidate_dirs(task, data_dir)):
-        raise CommandError(str(CorpusNotFoundError(task, candidate_dirs(task, data_dir))))
+    folders = candidate_dirs(task, data_dir)
+    found = [has_corpus(folder) for folder in folders]
+    for folder, ok in zip(folders, found, strict=True):
+        click.echo(f"{'found  ' if ok else 'missing'} {folder}")
+    if not any(found):
+        raise CommandError(str(CorpusNotFoundError(task, folders)))
 
 
 @data.command("fetch")

@@ -96,8 +96,8 @@ def load_corpus(task: str, data_dir: str | os.PathLike | None = None) -> Corpus:
     if task not in REAL_TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of synthetic, {', '.join(REAL_TASKS)}")
     folder = resolve_corpus_dir(task, data_dir).resolve()
-    stamps = tuple((p.stat().st_size, p.stat().st_mtime_ns)
-                   for p in (folder / f"{s}.txt" for s in SPLITS))
+    stamps = tuple((st.st_size, st.st_mtime_ns)
+                   for st in ((folder / f"{s}.txt").stat() for s in SPLITS))
     return _read_corpus(task, str(folder), stamps)
 
 

@@ -267,10 +267,7 @@ class Trainer:
         self.pos.epoch += 1
         self.pos.row = 0
         self.state = self.model.init_state(self.config.batch_size, self.device)
-        if self.config.eval_interval is None and self.config.budget_tokens is None:
-            self._report(math.nan, self._validate(lr), lr)
-        else:
-            self.save()
+        self.save()  # validating once per epoch, its last step did (tokens == next_eval)
 
     def _step(self, i: int, lr: float) -> None:
         tick = time.perf_counter()

@@ -67,18 +67,21 @@ class Run:
         return self._zoo.curve(self.run_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        return {n: getattr(self, n) for n in RUN_FIELDS}
 
     @classmethod
     def from_dict(cls, row: dict[str, Any], zoo: Zoo | None = None) -> Run:
-        names = [f.name for f in fields(cls) if not f.name.startswith("_")]
-        missing = [n for n in names if n not in row]
+        missing = [n for n in RUN_FIELDS if n not in row]
         if missing:
             raise ZooError(f"run record {row.get('run_id', '?')} lacks fields {missing}")
-        values = {n: row[n] for n in names}
+        values = {n: row[n] for n in RUN_FIELDS}
         for name in ("val_ppl", "test_ppl", "seconds", "tokens_per_s"):
             values[name] = math.nan if values[name] is None else float(values[name])
         return cls(**values, _zoo=zoo)
+
+
+#: the stored fields of a run, in order (`Run.to_dict`'s keys, the dataframe's columns)
+RUN_FIELDS = tuple(f.name for f in fields(Run) if not f.name.startswith("_"))
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,8 @@ def new_run_id() -> str:
 def cell_attrs(expr: str) -> dict[str, Any]:
     """Per-cell attributes, all derived from the canonical DSL text."""
     tree = parse(expr)
-    kinds = [n.children[0].width for n in preorder(tree) if n.op == "MM"]
+    nodes = list(preorder(tree))
+    kinds = [n.children[0].width for n in nodes if n.op == "MM"]
     return {
         "hash": cell_hash(tree),
         "expr": expr,
@@ -109,7 +113,7 @@ def cell_attrs(expr: str) -> dict[str, Any]:
         "depth": depth(tree),
         "mm_inputs_e": kinds.count("E"),
         "mm_inputs_h": kinds.count("H"),
-        "layernorms": sum(1 for n in preorder(tree) if n.op == "LayerNorm"),
+        "layernorms": sum(1 for n in nodes if n.op == "LayerNorm"),
     }
 
 

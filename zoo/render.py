@@ -49,18 +49,20 @@ def lineage_lines(zoo: Zoo, cell_hash: str, max_depth: int = 20) -> list[str]:
     lines: list[str] = []
     seen: set[str] = set()
     stack = [(cell_hash, 0)]
-    known = set(zoo.hashes())
+    by_hash: dict[str, list[Run]] = {}  # one pass over the runs, not two per ancestor
+    for r in zoo.runs():
+        by_hash.setdefault(r.hash, []).append(r)
     while stack:
         h, level = stack.pop()
-        if h not in known:
+        if h not in by_hash:
             lines.append("  " * level + f"{h}  (not in this zoo)")
             continue
-        run = next(r for r in zoo.runs() if r.hash == h)
+        run = by_hash[h][0]
         lines.append("  " * level + f"{h}  {run.expr}  [{lineage_text(run)}]")
         if h in seen or level >= max_depth:
             continue
         seen.add(h)
-        parents = dict.fromkeys(p for r in zoo.runs() if r.hash == h for p in r.parents)
+        parents = dict.fromkeys(p for r in by_hash[h] for p in r.parents)
         stack.extend((p, level + 1) for p in reversed(parents))
     return lines
 

@@ -27,12 +27,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-from cellzoo.dsl import DSLError, canonical_text, cell_hash, parse
+from cellzoo.dsl import DSLError, canonical_text, parse
 from cellzoo.zoo import h5file
 from cellzoo.zoo.atomic import publish, remove_durably
 from cellzoo.zoo.journal import Journal
 from cellzoo.zoo.lock import WriterLock
-from cellzoo.zoo.records import Cell, Run, ZooError, cell_attrs, run_record
+from cellzoo.zoo.records import RUN_FIELDS, Cell, Run, ZooError, cell_attrs, run_record
 
 MODES = ("r", "a")
 
@@ -145,7 +145,9 @@ class Zoo:
                                f"be read ({err}); try `cellzoo zoo repair {self.path}`") from None
 
     def _register(self, row: dict[str, Any], source: Path) -> None:
-        run = Run.from_dict(row, self)
+        self._index(Run.from_dict(row, self), source)
+
+    def _index(self, run: Run, source: Path) -> None:
         self._runs[run.run_id] = run
         self._source[run.run_id] = source
         self._by_key.setdefault((run.hash, run.config_key), []).append(run.run_id)
@@ -160,17 +162,15 @@ class Zoo:
         except DSLError as err:
             raise ZooError(f"cannot store run: its cell text {result.expr!r} does not parse "
                            f"({err})") from None
-        if result.hash and result.hash != cell_hash(expr):
-            raise ZooError(f"cannot store run: hash {result.hash} does not match its cell "
-                           f"{expr} (hash {cell_hash(expr)})")
         cell = cell_attrs(expr)
+        if result.hash and result.hash != cell["hash"]:
+            raise ZooError(f"cannot store run: hash {result.hash} does not match its cell "
+                           f"{expr} (hash {cell['hash']})")
         run = run_record(result, lineage, cell)
         entry = self.journal.commit(self._seq, run, cell, list(result.curve), result.state_dict)
         self._seq += 1
         run._zoo = self
-        self._runs[run.run_id] = run
-        self._source[run.run_id] = entry
-        self._by_key.setdefault((run.hash, run.config_key), []).append(run.run_id)
+        self._index(run, entry)
         self._pending[entry] = [run.run_id]
         if self._compaction_due():
             self.compact()
@@ -185,8 +185,12 @@ class Zoo:
     def compact(self) -> None:
         """Move every journal entry into the main file (atomically, see module doc)."""
         self._require_writer()
-        self._rewrite([(entry, [self._runs[r].to_dict() for r in ids])
-                       for entry, ids in self._pending.items()])
+        self._rewrite(self._pending_rows())
+
+    def _pending_rows(self) -> list[tuple[Path, list[dict]]]:
+        """Each journal entry with the index rows of its runs not yet in the main file."""
+        return [(entry, [self._runs[r].to_dict() for r in ids])
+                for entry, ids in self._pending.items()]
 
     def import_from(self, source: str | Path) -> tuple[int, int]:
         """Merge another zoo's runs into this one, skipping run ids already here.
@@ -198,8 +202,7 @@ class Zoo:
                 if run.run_id not in self._runs:
                     by_file.setdefault(other._source[run.run_id], []).append(run.to_dict())
             skipped = len(other) - sum(len(rows) for rows in by_file.values())
-        pending = [(e, [self._runs[r].to_dict() for r in ids]) for e, ids in self._pending.items()]
-        self._rewrite(pending + list(by_file.items()))
+        self._rewrite(self._pending_rows() + list(by_file.items()))
         for rows in by_file.values():
             for row in rows:
                 self._register(row, self.path)
@@ -281,8 +284,7 @@ class Zoo:
 
     def dataframe(self) -> pd.DataFrame:
         """All run metadata, one row per run; no curve or weight is read."""
-        columns = [n for n in Run.__dataclass_fields__ if not n.startswith("_")]
-        return pd.DataFrame([r.to_dict() for r in self._runs.values()], columns=columns)
+        return pd.DataFrame([r.to_dict() for r in self._runs.values()], columns=list(RUN_FIELDS))
 
     # ---- curves, weights, models -------------------------------------------------------
 
