@@ -77,6 +77,28 @@ def test_checkpoint_then_resume_by_folder(run, tmp_path):
     assert empty.exit_code == 2 and "no checkpoint" in empty.output
 
 
+def test_match_params_sets_the_hidden_width(run):
+    args = [*TINY[:2], *TINY[4:], "--json"]  # the proxy's hidden width, 32
+    lstm = json.loads(run("train", "LSTM", *args).stdout)
+    result = run("train", "tanh-RNN", *args, "--match-params", "LSTM")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert TrainConfig.from_dict(data["config"]).hidden > 32
+    assert abs(data["params"] / lstm["params"] - 1) <= 0.05
+    both = run("train", "tanh-RNN", *TINY, "--match-params", "LSTM")
+    assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_matched_hidden_refuses_an_unreachable_count():
+    from cellzoo.dsl.library import resolve_cell
+    from cellzoo.train.model import matched_hidden
+
+    config = TrainConfig.proxy("synthetic").replace(hidden=3, emb=2)
+    tanh, lstm = resolve_cell("tanh-RNN"), resolve_cell("LSTM")
+    with pytest.raises(ValueError, match="within 0%"):
+        matched_hidden(tanh, lstm, 5, config, tolerance=0.0)
+
+
 def test_zoo_option_stores_the_run(run, tmp_path):
     from cellzoo.zoo import Zoo
 

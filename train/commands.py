@@ -12,9 +12,16 @@ from cellzoo.dsl.library import LIBRARY, resolve_cell
 from cellzoo.dsl.parse import DSLError
 from cellzoo.train.checkpoint import CheckpointError
 from cellzoo.train.config import DEVICES, OPTIMIZERS, PRESETS, PROXIES, TrainConfig, TrainResult
-from cellzoo.train.corpus import REAL_TASKS, CorpusNotFoundError, candidate_dirs, has_corpus
+from cellzoo.train.corpus import (
+    REAL_TASKS,
+    CorpusNotFoundError,
+    candidate_dirs,
+    has_corpus,
+    load_corpus,
+)
 from cellzoo.train.fetch import FetchError, fetch_corpus
 from cellzoo.train.loop import load_run, train_cell
+from cellzoo.train.model import matched_hidden, model_params
 from cellzoo.train.progress import progress_reporter
 
 TASK_CHOICES = click.Choice(sorted(PROXIES))
@@ -48,6 +55,8 @@ class CommandError(click.ClickException):
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None)
 @click.option("--clip", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Gradient norm clip.")
+@click.option("--match-params", "match_params", metavar="CELL", default=None,
+              help="Set the hidden width so the model has CELL's parameter count (within 5%).")
 @click.option("--eval-tokens", type=click.IntRange(min=1), default=None,
               help="Cap on validation and test tokens.")
 @click.option("--seed", type=int, default=None, help="Random seed (default 0).")
@@ -62,7 +71,7 @@ class CommandError(click.ClickException):
               help="Continue the run checkpointed in this folder (CELL and options optional).")
 def train(cell: str | None, task: str | None, preset: str | None, data_dir: str | None,
           as_json: bool, zoo_path: str | None, checkpoint_dir: str | None,
-          resume_dir: str | None, **options: Any) -> None:
+          resume_dir: str | None, match_params: str | None, **options: Any) -> None:
     """Train CELL (DSL text or a library name) as a language model and report perplexities.
 
     Without --preset the task's proxy configuration is the base (the one a
@@ -71,13 +80,18 @@ def train(cell: str | None, task: str | None, preset: str | None, data_dir: str 
     if options["budget_tokens"] is not None and options["epochs"] is not None:
         raise click.UsageError("give --budget-tokens or --epochs, not both")
     if resume_dir is not None:
-        cell, config = _resumed(cell, resume_dir, task, preset, options)
+        cell, config = _resumed(cell, resume_dir, task, preset, options | {"match_params":
+                                                                            match_params})
         checkpoint_dir = checkpoint_dir or resume_dir
     else:
         if cell is None:
             raise click.UsageError("missing CELL (DSL text or a library name), or --resume DIR")
         config = _config(task, preset, options)
     node = _parse(cell)
+    if match_params is not None:
+        if options["hidden"] is not None:
+            raise click.UsageError("give --hidden or --match-params, not both")
+        config = _matched(node, match_params, config, data_dir)
     with progress_reporter() as report:
         result = _run(node, config, data_dir, report, checkpoint_dir)
     if zoo_path is not None:
@@ -98,6 +112,21 @@ def _config(task: str | None, preset: str | None, options: dict[str, Any]) -> Tr
         return base.replace(**changes)
     except ValueError as err:
         raise click.UsageError(str(err)) from None
+
+
+def _matched(node, reference: str, config: TrainConfig, data_dir: str | None) -> TrainConfig:
+    """`config` with the hidden width that gives `node` the reference cell's parameter count."""
+    ref = _parse(reference)
+    try:
+        vocab = load_corpus(config.task, data_dir).vocab_size
+        hidden = matched_hidden(node, ref, vocab, config)
+    except (CorpusNotFoundError, ValueError) as err:
+        raise CommandError(str(err)) from None
+    matched = config.replace(hidden=hidden)
+    count, target = model_params(node, vocab, matched), model_params(ref, vocab, config)
+    click.echo(f"hidden {hidden}: {count:,} parameters; {reference} at hidden {config.hidden}: "
+               f"{target:,} ({count / target - 1:+.1%})", err=True)
+    return matched
 
 
 def _resumed(cell: str | None, folder: str, task: str | None, preset: str | None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
@@ -74,3 +76,37 @@ def count_params(model: nn.Module) -> int:
 
 def build_model(cell: Node | str, vocab_size: int, config: TrainConfig) -> LanguageModel:
     return LanguageModel(cell, vocab_size, config)
+
+
+def model_params(cell: Node | str, vocab_size: int, config: TrainConfig) -> int:
+    """Parameters of the language model around ``cell``, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        return count_params(build_model(cell, vocab_size, config))
+
+
+def matched_hidden(cell: Node | str, reference: Node | str, vocab_size: int,
+                   config: TrainConfig, tolerance: float = 0.05) -> int:
+    """The hidden width at which ``cell``'s model has as many parameters as ``reference``'s at
+    ``config.hidden`` (the closest width; the embedding follows it unless ``config.emb`` is set).
+
+    Comparisons of cells are fair only at equal parameter counts: a tanh-RNN has a quarter of
+    an LSTM's recurrent weights at the same width. Raises ValueError when no width comes within
+    ``tolerance`` (relative) of the reference's count.
+    """
+    target = model_params(reference, vocab_size, config)
+
+    @functools.cache
+    def params(hidden: int) -> int:
+        return model_params(cell, vocab_size, config.replace(hidden=hidden))
+
+    low, high = 1, max(2 * config.hidden, 2)
+    while params(high) < target:
+        high *= 2
+    while high - low > 1:  # the count grows with the width: bisect to target's neighbours
+        mid = (low + high) // 2
+        low, high = (mid, high) if params(mid) < target else (low, mid)
+    best = min((low, high), key=lambda h: abs(params(h) - target))
+    if abs(params(best) - target) > tolerance * target:
+        raise ValueError(f"no hidden width gives {cell} within {tolerance:.0%} of {target:,} "
+                         f"parameters (closest: {params(best):,} at hidden {best})")
+    return best
