@@ -77,11 +77,7 @@ class SearchRun:
     @property
     def arm(self) -> str:
         """The kind of search: strategy plus the plug-ins it used."""
-        if self.config is None:
-            return "unknown"
-        parts = [self.config.strategy]
-        parts += [name for name in ("ranker", "controller") if getattr(self.config, name)]
-        return "+".join(parts)
+        return "unknown" if self.config is None else self.config.kind
 
     @property
     def proxy_key(self) -> str | None:
@@ -212,12 +208,11 @@ def config_label(run: Run) -> str:
 
 
 def progress_data(searches: Sequence[SearchRun]) -> pd.DataFrame:
-    """`progress_frame` of each search, labelled on the page by run label and kind (arm)."""
+    """`progress_frame` of each search, labelled by its label on the page."""
     frames = []
     for search in searches:
         frame = progress_frame([search.path])
         frame["run"] = search.label
-        frame["arm"] = search.arm
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -236,9 +231,7 @@ def progress_section(rep: Report) -> str:
     if frame.empty:
         raise Unavailable("the run directories hold no trained candidate yet")
     path, src = rep.image("progress.png")
-    several = frame["arm"].nunique() > 1
-    draw_progress(frame, path, group="arm" if several else None,
-                  title=" vs ".join(dict.fromkeys(frame["arm"])) + " (validation perplexity)")
+    draw_progress(frame, path)
     frame.to_csv(rep.out / "progress.csv", index=False)
     return (h.figure(src, "every trained candidate (colour: origin) and the best so far per "
                           "kind of search (log scale)")

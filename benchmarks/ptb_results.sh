@@ -4,6 +4,7 @@
 # from their run directories). One training per CPU core: run two steps side by side on two.
 #
 #   benchmarks/ptb_results.sh baseline LSTM|GRU|tanh-RNN   # zaremba-small at the LSTM's params
+#                                                          # (learning rate halved on divergence)
 #   benchmarks/ptb_results.sh search                       # configs/ptb-search.toml, 150 trainings
 #   benchmarks/ptb_results.sh random                       # configs/ptb-random.toml, 150 trainings
 #   benchmarks/ptb_results.sh winners                      # the search's 3 best evolved cells
@@ -20,10 +21,17 @@ proxy_tokens=${PROXY_TOKENS:-20000}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$runs" "$out"
 
-retrain() {  # retrain CELL NAME: zaremba-small on PTB at the DSL LSTM's parameter count
-  cellzoo train "$1" --preset zaremba-small --match-params LSTM --checkpoint "$runs/zs-$2" \
-    --zoo "$zoo" --json > "$out/zs-$2.json"
-  cat "$out/zs-$2.json"
+retrain() {  # retrain CELL NAME: zaremba-small on PTB at the DSL LSTM's parameter count.
+  # The preset's learning rate (1, tuned for the LSTM) is halved while a cell diverges at it:
+  # the smallest tuning that gives every cell a trained row.
+  local lr dir
+  for lr in 1 0.5 0.25 0.125; do
+    dir="$runs/zs-$2"; [ "$lr" = 1 ] || dir="$dir-lr$lr"
+    cellzoo train "$1" --preset zaremba-small --match-params LSTM --lr "$lr" --checkpoint "$dir" \
+      --zoo "$zoo" --json > "$out/zs-$2.json"
+    cat "$out/zs-$2.json"
+    grep -q '"status": "diverged"' "$out/zs-$2.json" || return 0
+  done
 }
 
 case ${1:?usage: ptb_results.sh baseline CELL|search|random|winners|retrain K|analysis N} in
@@ -50,7 +58,7 @@ EOF
     line=$(sed -n "${k}p" "$out/winners.txt")
     retrain "$(cut -f4 <<< "$line")" "winner$k" ;;
   analysis)
-    n=${2:?how many retrained runs (the zoo's N best by validation perplexity)}
+    n=${2:?how many retrained runs: the N best of the zoo by validation perplexity}
     cellzoo ensemble "$zoo" --task ptb --top "$n" --json > "$out/ensemble.json"
     cellzoo compare "$zoo" --task ptb --top "$n" --out "$out/compare" --json > "$out/compare.json"
     cellzoo report --zoo "$zoo" --run-dir "$runs/ptb-search" --run-dir "$runs/ptb-random" \

@@ -87,6 +87,12 @@ class SearchConfig:
     def limits(self) -> Limits:
         return Limits(max_depth=self.max_depth, max_nodes=self.max_nodes)
 
+    @property
+    def kind(self) -> str:
+        """The kind of search, as plots and reports name it: strategy plus its plug-ins."""
+        return "+".join([self.strategy] + [name for name in ("ranker", "controller")
+                                           if getattr(self, name)])
+
     def train_config(self) -> TrainConfig:
         """The task's proxy configuration with ``train``, ``hidden`` and ``budget_tokens``."""
         changes = dict(self.train)

@@ -2,22 +2,25 @@
 drawing step (seaborn, headless).
 
 Each row of the frame is one trained candidate of one run, in training order:
-its validation perplexity and the best validation perplexity of that run so far.
+its validation perplexity and the best validation perplexity of that run so far, and the
+run's kind of search (its "arm": strategy plus plug-ins, e.g. aging+ranker+controller).
 Results reused from the zoo cost no training and are left out.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cellzoo.evolve.checkpoint import read_jsonl
+from cellzoo.evolve.checkpoint import CONFIG_NAME, read_jsonl
+from cellzoo.evolve.config import SearchConfig
 from cellzoo.evolve.search import EVALUATIONS_LOG
 
-COLUMNS = ["run", "n", "val_ppl", "status", "origin", "best_so_far", "hash", "expr"]
+COLUMNS = ["run", "arm", "n", "val_ppl", "status", "origin", "best_so_far", "hash", "expr"]
 
 
 class ProgressDataError(ValueError):
@@ -25,8 +28,9 @@ class ProgressDataError(ValueError):
 
 
 def progress_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
-    """One row per trained candidate: run name, training number ``n`` (1-based), its
-    val_ppl (nan unless ok), status, origin, and the run's ``best_so_far`` val_ppl."""
+    """One row per trained candidate: run name, kind of search (``arm``), training number
+    ``n`` (1-based), its val_ppl (nan unless ok), status, origin, and the run's
+    ``best_so_far`` val_ppl."""
     frames = []
     for label, run_dir in zip(_labels(run_dirs), run_dirs, strict=True):
         path = Path(run_dir) / EVALUATIONS_LOG
@@ -34,17 +38,26 @@ def progress_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
             raise ProgressDataError(f"{run_dir} is not a search run directory (no "
                                     f"{EVALUATIONS_LOG}; make one with `cellzoo evolve`)")
         rows = [r for r in read_jsonl(path) if not r.get("reused")]
-        frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("run", "n",
+        frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("run", "arm", "n",
                                                                            "best_so_far")])
         frame["val_ppl"] = pd.to_numeric(frame["val_ppl"], errors="coerce").astype(float)
         frame.loc[frame["status"] != "ok", "val_ppl"] = np.nan
         frame.insert(0, "run", label)
-        frame.insert(1, "n", np.arange(1, len(frame) + 1))
+        frame.insert(1, "arm", _kind(Path(run_dir)))
+        frame.insert(2, "n", np.arange(1, len(frame) + 1))
         frame["best_so_far"] = frame["val_ppl"].cummin()
         frames.append(frame[COLUMNS])
     if not frames:
         return pd.DataFrame(columns=COLUMNS)
     return pd.concat(frames, ignore_index=True)
+
+
+def _kind(run_dir: Path) -> str:
+    """The run's kind of search from its stored configuration ("search" if unreadable)."""
+    try:
+        return SearchConfig.from_dict(json.loads((run_dir / CONFIG_NAME).read_text())).kind
+    except (OSError, ValueError, TypeError):
+        return "search"
 
 
 def _labels(run_dirs: Sequence[str | Path]) -> list[str]:
@@ -54,14 +67,13 @@ def _labels(run_dirs: Sequence[str | Path]) -> list[str]:
             for d, name in zip(run_dirs, names, strict=True)]
 
 
-def draw_progress(frame: pd.DataFrame, out: str | Path, title: str | None = None,
-                  group: str | None = None) -> Path:
+def draw_progress(frame: pd.DataFrame, out: str | Path, title: str | None = None) -> Path:
     """Every evaluation as a point (by origin), the best-so-far curve (mean and a band of
     one standard deviation over runs when several are given); PNG at ``out``.
 
-    ``group`` names a column of ``frame`` (for example each run's search strategy): one
-    curve per value (dash style), averaged over the runs within it, so that search and
-    random search are drawn side by side instead of averaged together."""
+    With several kinds of search (``arm``) there is one curve per kind (dash style),
+    averaged over the runs of that kind, so that a search and random search are drawn side
+    by side instead of averaged together."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,18 +88,20 @@ def draw_progress(frame: pd.DataFrame, out: str | Path, title: str | None = None
                     frame["run"].nunique() > 1 else None, alpha=0.6, s=28, ax=ax)
     runs = frame["run"].nunique()
     best = frame[frame["best_so_far"].notna()]
-    line = ({"style": group} if group else
+    arms = list(dict.fromkeys(frame["arm"]))
+    line = ({"style": "arm"} if len(arms) > 1 else
             {"label": "best so far" + (f" (mean ± sd of {runs} runs)" if runs > 1 else "")})
     sns.lineplot(data=best, x="n", y="best_so_far", color="black", ax=ax,
                  errorbar="sd" if runs > 1 else None, drawstyle="steps-post", **line)
     bad = int((frame["status"] != "ok").sum())
     ax.set_yscale("log")
     ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 3, 5)))
-    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    _clip_outliers(ax, ok["val_ppl"])
     ax.set_xlabel("trained candidates")
     ax.set_ylabel("validation perplexity")
-    ax.set_title(title or f"search progress ({len(frame)} trained, {bad} diverged or failed)")
+    ax.set_title(title or f"{' vs '.join(arms)}: {len(frame)} trained, {bad} diverged or failed")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     out = Path(out)
@@ -95,3 +109,16 @@ def draw_progress(frame: pd.DataFrame, out: str | Path, title: str | None = None
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def _clip_outliers(ax, values: pd.Series) -> None:
+    """Keep the y axis on the bulk of the points: random cells can reach perplexities of 1e7,
+    which would flatten everything else. Says how many points are cut."""
+    if values.empty:
+        return
+    top = 1.1 * values.quantile(0.9)
+    above = int((values > top).sum())
+    if above:
+        ax.set_ylim(top=top)
+        ax.annotate(f"{above} points above {top:,.0f} not shown", xy=(0.01, 0.99),
+                    xycoords="axes fraction", va="top", fontsize=8, color="dimgray")

@@ -186,5 +186,6 @@ def test_progress_frame_and_plot_from_a_real_run(finished, tmp_path):
     two = progress_frame([tmp / "run", tmp / "run2"])
     assert set(two["run"]) == {"run", "run2"}
     assert len(two[two["run"] == "run2"]) == 3  # reused results are not trainings
+    assert set(frame["arm"]) == {config.kind}  # drawn as one curve per kind of search
     out = draw_progress(two, tmp_path / "progress.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
