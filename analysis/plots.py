@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import squareform
 from scipy.stats import spearmanr
@@ -147,7 +148,7 @@ def draw_diversity(frame: pd.DataFrame, measure: str = "CKA") -> Figure:
         ax.annotate(f"{row.cell_a}+{row.cell_b}", (row.dissimilarity, row.gain), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
     ax.axhline(0.0, color="grey", lw=0.8, ls="--")
-    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))  # decimals as needed
     title = "pair ensemble gain vs dissimilarity"
     if len(frame) >= 3 and frame["dissimilarity"].nunique() > 1 and frame["gain"].nunique() > 1:
         rho = spearmanr(frame["dissimilarity"], frame["gain"]).statistic
