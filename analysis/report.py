@@ -44,7 +44,6 @@ from cellzoo.zoo.render import lineage_text
 EXPECTED_ERRORS = (AnalysisError, ZooError, ValueError, OSError)
 IMAGES = "img"
 #: preset key -> name, so a run trained with `--preset zaremba-small` says so
-_PRESET_NAMES = {config.key(): name for name, config in PRESETS.items()}
 
 
 class Unavailable(Exception):
@@ -199,9 +198,21 @@ def config_label(run: Run) -> str:
     c = run.config
     length = (f"{c['epochs']} epochs" if c.get("epochs")
               else f"{c['budget_tokens']:,} tokens" if c.get("budget_tokens") else "")
-    preset = _PRESET_NAMES.get(run.config_key)
+    preset = _preset_label(c)
     return (f"{run.task} {c.get('layers', 1)}×{c.get('hidden')}, {length}"
             + (f" ({preset})" if preset else ""))
+
+
+def _preset_label(config: dict) -> str | None:
+    """The preset a configuration follows, with its learning rate if changed: retrainings at
+    another width (`--match-params`) or learning rate still name the preset they follow."""
+    free = {"hidden", "emb", "lr", "device"}
+    for name, preset in PRESETS.items():
+        fields = preset.to_dict()
+        if all(config.get(k) == v for k, v in fields.items() if k not in free):
+            lr = config.get("lr")
+            return name if lr in (None, fields["lr"]) else f"{name}, lr {lr:g}"
+    return None
 
 
 # --- section: search progress -----------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -188,3 +189,17 @@ def test_a_missing_zoo_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(main, ["report", "--zoo", str(tmp_path / "missing.h5"),
                                        "--out", str(tmp_path / "p")])
     assert result.exit_code == 2 and "missing.h5" in result.output
+
+
+def test_training_labels_name_the_preset_a_retraining_follows():
+    from cellzoo.analysis.report import config_label
+    from cellzoo.train import TrainConfig
+
+    def label(config: TrainConfig) -> str:
+        return config_label(SimpleNamespace(task=config.task, config=config.to_dict()))
+
+    small = TrainConfig.preset("zaremba-small")
+    assert label(small) == "ptb 2×200, 13 epochs (zaremba-small)"
+    retrained = small.replace(hidden=203, lr=0.25)
+    assert label(retrained) == "ptb 2×203, 13 epochs (zaremba-small, lr 0.25)"
+    assert label(TrainConfig.proxy("ptb")) == "ptb 1×128, 200,000 tokens"
