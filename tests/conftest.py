@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 _SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 if "CELLZOO_DATA" not in os.environ and _SHARED.is_dir():
     os.environ["CELLZOO_DATA"] = str(_SHARED)
+elif os.environ.get("CELLZOO_DATA"):  # absolute, so it holds in every test's working folder
+    os.environ["CELLZOO_DATA"] = str(Path(os.environ["CELLZOO_DATA"]).resolve())
 
 
 @pytest.fixture(autouse=True)
