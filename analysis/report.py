@@ -43,7 +43,6 @@ from cellzoo.zoo.render import lineage_text
 #: problems a section reports as "not available" instead of failing the page
 EXPECTED_ERRORS = (AnalysisError, ZooError, ValueError, OSError)
 IMAGES = "img"
-#: preset key -> name, so a run trained with `--preset zaremba-small` says so
 
 
 class Unavailable(Exception):

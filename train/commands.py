@@ -21,7 +21,7 @@ from cellzoo.train.corpus import (
 )
 from cellzoo.train.fetch import FetchError, fetch_corpus
 from cellzoo.train.loop import load_run, train_cell
-from cellzoo.train.model import matched_hidden, model_params
+from cellzoo.train.model import matched_hidden
 from cellzoo.train.progress import progress_reporter
 
 TASK_CHOICES = click.Choice(sorted(PROXIES))
@@ -119,14 +119,12 @@ def _matched(node, reference: str, config: TrainConfig, data_dir: str | None) ->
     ref = _parse(reference)
     try:
         vocab = load_corpus(config.task, data_dir).vocab_size
-        hidden = matched_hidden(node, ref, vocab, config)
+        hidden, count, target = matched_hidden(node, ref, vocab, config)
     except (CorpusNotFoundError, ValueError) as err:
         raise CommandError(str(err)) from None
-    matched = config.replace(hidden=hidden)
-    count, target = model_params(node, vocab, matched), model_params(ref, vocab, config)
     click.echo(f"hidden {hidden}: {count:,} parameters; {reference} at hidden {config.hidden}: "
                f"{target:,} ({count / target - 1:+.1%})", err=True)
-    return matched
+    return config.replace(hidden=hidden)
 
 
 def _resumed(cell: str | None, folder: str, task: str | None, preset: str | None,

@@ -85,9 +85,10 @@ def model_params(cell: Node | str, vocab_size: int, config: TrainConfig) -> int:
 
 
 def matched_hidden(cell: Node | str, reference: Node | str, vocab_size: int,
-                   config: TrainConfig, tolerance: float = 0.05) -> int:
-    """The hidden width at which ``cell``'s model has as many parameters as ``reference``'s at
-    ``config.hidden`` (the closest width; the embedding follows it unless ``config.emb`` is set).
+                   config: TrainConfig, tolerance: float = 0.05) -> tuple[int, int, int]:
+    """(width, its parameter count, the reference's count): the hidden width at which
+    ``cell``'s model has as many parameters as ``reference``'s at ``config.hidden`` (the
+    closest width; the embedding follows it unless ``config.emb`` is set).
 
     Comparisons of cells are fair only at equal parameter counts: a tanh-RNN has a quarter of
     an LSTM's recurrent weights at the same width. Raises ValueError when no width comes within
@@ -109,4 +110,4 @@ def matched_hidden(cell: Node | str, reference: Node | str, vocab_size: int,
     if abs(params(best) - target) > tolerance * target:
         raise ValueError(f"no hidden width gives {cell} within {tolerance:.0%} of {target:,} "
                          f"parameters (closest: {params(best):,} at hidden {best})")
-    return best
+    return best, params(best), target
