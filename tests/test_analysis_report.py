@@ -192,7 +192,7 @@ def test_a_missing_zoo_is_a_usage_error(tmp_path):
 
 
 def test_training_labels_name_the_preset_a_retraining_follows():
-    from cellzoo.analysis.report import config_label
+    from cellzoo.report.page import config_label
     from cellzoo.train import TrainConfig
 
     def label(config: TrainConfig) -> str:

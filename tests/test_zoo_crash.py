@@ -10,9 +10,9 @@ import h5py
 import pytest
 from click.testing import CliRunner
 
+from cellzoo.cli.zoo import zoo as zoo_cli
 from cellzoo.train import TrainConfig, train_cell
 from cellzoo.zoo import Zoo
-from cellzoo.zoo.commands import zoo as zoo_cli
 from cellzoo.zoo.soak import lost_runs, save_template
 
 CFG = TrainConfig(task="synthetic", hidden=8, batch_size=4, bptt=10, budget_tokens=400,

@@ -1,4 +1,4 @@
-"""The `cellzoo` command line: one click group whose subcommands live beside the code they drive.
+"""The `cellzoo` command line: one click group; each subcommand lives in its own `cli` module.
 
 Subcommands are imported lazily (click's documented lazy-group pattern) so that
 `cellzoo dsl check` does not pay for importing Ray, seaborn or h5py.
@@ -12,23 +12,23 @@ import click
 
 # command name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
-    "dsl": "cellzoo.dsl.commands:dsl",
-    "data": "cellzoo.train.commands:data",
-    "train": "cellzoo.train.commands:train",
-    "zoo": "cellzoo.zoo.commands:zoo",
-    "evolve": "cellzoo.evolve.commands:evolve",
-    "controller": "cellzoo.evolve.controller_commands:controller",
-    "rank": "cellzoo.ranker.commands:rank",
-    "compare": "cellzoo.analysis.commands:compare",
-    "ensemble": "cellzoo.analysis.commands:ensemble",
-    "report": "cellzoo.analysis.report:report",
+    "dsl": "cellzoo.cli.dsl:dsl",
+    "data": "cellzoo.cli.train:data",
+    "train": "cellzoo.cli.train:train",
+    "zoo": "cellzoo.cli.zoo:zoo",
+    "evolve": "cellzoo.cli.evolve:evolve",
+    "controller": "cellzoo.cli.controller:controller",
+    "rank": "cellzoo.cli.rank:rank",
+    "compare": "cellzoo.cli.analysis:compare",
+    "ensemble": "cellzoo.cli.analysis:ensemble",
+    "report": "cellzoo.cli.report:report",
 }
 
 
 # `cellzoo plot KIND`: each plot's command lives beside the data it draws
 PLOTS: dict[str, str] = {
-    "progress": "cellzoo.evolve.commands:plot_progress",
-    "ranker": "cellzoo.ranker.commands:plot_ranker",
+    "progress": "cellzoo.cli.evolve:plot_progress",
+    "ranker": "cellzoo.cli.rank:plot_ranker",
 }
 
 
@@ -60,7 +60,3 @@ def main() -> None:
 @main.group(cls=LazyGroup, lazy=PLOTS)
 def plot() -> None:
     """Draw plots (PNG) from runs and zoos."""
-
-
-if __name__ == "__main__":
-    main()

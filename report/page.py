@@ -1,11 +1,11 @@
-"""`cellzoo report`: one static HTML page about a zoo and the searches that filled it.
+"""The HTML report of a zoo and its searches: one static page (`cellzoo report` draws it).
 
 Sections: the configuration of each search run (and the training configurations in the
 zoo), search progress (search against random search), the best cells with their proxy
 and full trainings and lineage, the ranker's accuracy, hidden-state heatmaps with the
 CKA clustermap, and the ensemble. Every figure comes from the data step and drawing
 step of the command that owns it (`evolve.progress`, `ranker.plot`, `analysis.plots`);
-this module gathers inputs and lays out the page (`report_html`). A section whose data
+this module gathers inputs and lays out the page (`report.html`). A section whose data
 is missing says why ("Not available: ...") instead of failing the page.
 """
 
@@ -18,15 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import matplotlib
 import pandas as pd
 
 from cellzoo.analysis import ensemble as ens
-from cellzoo.analysis import report_html as h
 from cellzoo.analysis.activations import activations, split_text
 from cellzoo.analysis.cache import AnalysisCache, AnalysisError
-from cellzoo.analysis.commands import _cache, cache_opt, data_opt, no_cache_opt
 from cellzoo.analysis.compare import comparison, draw_comparison
 from cellzoo.analysis.selection import labels, only_task, select_runs
 from cellzoo.evolve.checkpoint import CONFIG_NAME
@@ -35,9 +32,9 @@ from cellzoo.evolve.progress import draw_progress, progress_frame
 from cellzoo.evolve.search import EVALUATIONS_LOG, MIN_RANKER_RUNS, RANKER_LOG
 from cellzoo.ranker import plot as ranker_plot
 from cellzoo.ranker.metrics import rank_metrics
+from cellzoo.report import html as h
 from cellzoo.train import PRESETS, load_corpus
 from cellzoo.zoo import Run, Zoo, ZooError
-from cellzoo.zoo.records import json_safe
 from cellzoo.zoo.render import lineage_text
 
 #: problems a section reports as "not available" instead of failing the page
@@ -521,50 +518,3 @@ def write_report(zoo_path: str | Path, run_dirs: Sequence[str | Path], out: str 
     images = sorted(str(p) for p in (out / IMAGES).glob("*.png"))
     return {"index": str(index), "images": images,
             "unavailable": {anchor: reason for anchor, (_, _, reason) in built.items()}}
-
-
-class ReportError(click.ClickException):
-    exit_code = 2
-
-
-@click.command()
-@click.option("--zoo", "zoo_path", type=click.Path(exists=True, dir_okay=False), required=True,
-              help="The HDF5 zoo to report on.")
-@click.option("--run-dir", "run_dirs", multiple=True, type=click.Path(file_okay=False),
-              help="A `cellzoo evolve` run directory (repeat: e.g. a search and a random "
-                   "search, drawn side by side).")
-@click.option("--task", default=None, help="Task of the cells shown (default: the run "
-              "directories' task, else the zoo's only task).")
-@click.option("--top", type=click.IntRange(min=1), default=Options.top, show_default=True,
-              help="Runs in the heatmaps, the clustermap and the ensemble pool.")
-@click.option("--rows", type=click.IntRange(min=1), default=Options.rows, show_default=True,
-              help="Rows of the best-cells table.")
-@click.option("--tokens", type=click.IntRange(min=2), default=Options.tokens, show_default=True,
-              help="Validation tokens run through the cells for the similarity plots.")
-@click.option("--eval-tokens", type=click.IntRange(min=2), default=None,
-              help="Evaluate the ensemble on only the first N tokens of each split.")
-@data_opt
-@cache_opt
-@no_cache_opt
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
-              help="Folder for index.html, its images and CSVs.")
-@click.option("--json", "as_json", is_flag=True, help="Print the written paths as JSON.")
-def report(zoo_path: str, run_dirs: tuple[str, ...], task: str | None, top: int, rows: int,
-           tokens: int, eval_tokens: int | None, data_dir: str | None, cache: str | None,
-           no_cache: bool, out_dir: str, as_json: bool) -> None:
-    """Write a static HTML page (OUT/index.html, opens from disk) about a zoo and its searches:
-    configurations, progress, best cells, ranker accuracy, hidden states, ensemble."""
-    matplotlib.use("Agg")
-    store = _cache(zoo_path, cache, no_cache)
-    options = Options(task, top, rows, tokens, eval_tokens, data_dir)
-    try:
-        result = write_report(zoo_path, run_dirs, out_dir, options, store)
-    except (ZooError, AnalysisError, OSError) as err:
-        raise ReportError(str(err)) from None
-    if as_json:
-        click.echo(json.dumps(json_safe(result)))
-        return
-    click.echo(f"wrote {result['index']}")
-    for anchor, reason in result["unavailable"].items():
-        if reason:
-            click.echo(f"  {anchor}: not available: {reason}")

@@ -1,0 +1,1 @@
+"""The bottom layer: small helpers every package may use (no cellzoo imports)."""

@@ -1,0 +1,1 @@
+"""The static HTML report of a search: reads the zoo and the run directories."""
