@@ -1,4 +1,10 @@
-"""Test setup: real corpora from CELLZOO_DATA (default: ../shared/data beside the checkout)."""
+"""Test setup: the real data folder, one torch thread per test, and the test-order seed.
+
+The data folder is `CELLZOO_DATA`, else `../shared/data` beside the checkout; tests that
+need it skip with a reason when it is absent. The suite runs in random order
+(pytest-randomly); the seed is printed at the end of every run, so that an order can be
+replayed with `--randomly-seed=N` (or switched off with `-p no:randomly`).
+"""
 
 import os
 from pathlib import Path
@@ -13,6 +19,13 @@ if "CELLZOO_DATA" not in os.environ and _SHARED.is_dir():
     os.environ["CELLZOO_DATA"] = str(_SHARED)
 elif os.environ.get("CELLZOO_DATA"):  # absolute, so it holds in every test's working folder
     os.environ["CELLZOO_DATA"] = str(Path(os.environ["CELLZOO_DATA"]).resolve())
+DATA = Path(os.environ.get("CELLZOO_DATA", _SHARED))
+
+
+def _needs(relative: str) -> Path:
+    if not (DATA / relative).exists():
+        pytest.skip(f"{relative} not found under {DATA} (set CELLZOO_DATA to the data folder)")
+    return DATA
 
 
 @pytest.fixture(autouse=True)
@@ -24,10 +37,19 @@ def _small_torch():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real corpora; tests that need them skip with a reason when they are absent."""
-    path = Path(os.environ.get("CELLZOO_DATA", _SHARED))
-    if not (path / "ptb" / "train.txt").is_file():
-        pytest.skip(f"real corpora not found under {path} (set CELLZOO_DATA)")
-    return path
+    """The data folder holding the real corpora (skips when PTB is absent)."""
+    return _needs("ptb/train.txt")
+
+
+@pytest.fixture(scope="session")
+def nbnlp_data() -> Path:
+    """The NAS-Bench-NLP logs folder (skips when absent)."""
+    return _needs("nas-bench-nlp/ptb_single_run.jsonl") / "nas-bench-nlp"
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    seed = getattr(config.option, "randomly_seed", None)
+    if seed is not None and not isinstance(seed, str):
+        terminalreporter.write_line(f"test order: replay with --randomly-seed={seed}")

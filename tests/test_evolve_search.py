@@ -126,14 +126,20 @@ def finished(tmp_path_factory):
     return tmp, config, search, events
 
 
+@pytest.fixture(scope="module")
+def second(finished):
+    """A second, shorter search over the first one's zoo (its own run directory)."""
+    tmp, config, _, _ = finished
+    return Search.open(config.changed(evaluations=3, seed=1), tmp / "run2").run()
+
+
 def test_search_fills_the_zoo_with_distinct_cells_and_lineage(finished):
     tmp, config, search, events = finished
-    with Zoo.open(config.zoo, "r") as zoo:
-        runs = list(zoo.runs())
+    with Zoo.open(config.zoo, "r") as zoo:  # the second search may have added runs
+        runs = [r for r in zoo.runs() if r.search_id == search.search_id]
     assert len(runs) == config.evaluations == search.counters.trained
     assert len({r.hash for r in runs}) == len(runs)  # no cell trained twice
     assert {r.config_key for r in runs} == {config.train_config().key()}
-    assert all(r.search_id == search.search_id for r in runs)
     first = runs[: config.population]
     assert all(r.origin in ("library", "random") and r.generation == 0 for r in first)
     bred = runs[config.population:]
@@ -155,9 +161,8 @@ def test_aging_population_holds_the_youngest_members(finished):
     assert [m.hash for m in search.strategy.members] == youngest
 
 
-def test_a_second_search_reuses_the_zoo_and_never_retrains(finished):
-    tmp, config, first, _ = finished
-    second = Search.open(config.changed(evaluations=3, seed=1), tmp / "run2").run()
+def test_a_second_search_reuses_the_zoo_and_never_retrains(finished, second):
+    _, config, _, _ = finished
     assert second.counters.reused >= 1  # at least the library cells were known
     with Zoo.open(config.zoo, "r") as zoo:
         keys = [(r.hash, r.config_key) for r in zoo.runs()]
@@ -166,7 +171,7 @@ def test_a_second_search_reuses_the_zoo_and_never_retrains(finished):
     assert reused and all(m.origin == "library" for m in reused)
 
 
-def test_running_a_finished_search_again_changes_nothing(finished):
+def test_running_a_finished_search_again_changes_nothing(finished, second):
     tmp, config, search, _ = finished
     again = Search.open(config, tmp / "run")
     assert again.resumed and again.finished
@@ -176,7 +181,7 @@ def test_running_a_finished_search_again_changes_nothing(finished):
         assert len(zoo) == config.evaluations + 3  # the runs of the two searches above
 
 
-def test_progress_frame_and_plot_from_a_real_run(finished, tmp_path):
+def test_progress_frame_and_plot_from_a_real_run(finished, second, tmp_path):
     tmp, config, search, _ = finished
     frame = progress_frame([tmp / "run"])
     assert list(frame["n"]) == list(range(1, config.evaluations + 1))

@@ -2,20 +2,17 @@
 
 import json
 import math
-import os
 import random
 from itertools import islice
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from cellzoo.cli import main
 from cellzoo.ranker.fit import Ranker, RankerConfig
-from cellzoo.ranker.plot import append_log, load_log, round_correlations
+from cellzoo.ranker.plot import load_log, round_correlations
 from cellzoo.ranker.random_cells import random_tree
 
-DATA = Path(os.environ.get("CELLZOO_DATA", "/work/shared/data"))
 RNN = "Tanh(Add(MM(x), MM(h)))"
 
 
@@ -49,10 +46,10 @@ def test_score_errors_exit_2(ranker_file, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def small_nbnlp(tmp_path_factory):
+def small_nbnlp(tmp_path_factory, nbnlp_data):
     """The first 120 real NAS-Bench-NLP runs, as a --data folder."""
     folder = tmp_path_factory.mktemp("nb")
-    with open(DATA / "nas-bench-nlp" / "ptb_single_run.jsonl") as f:
+    with open(nbnlp_data / "ptb_single_run.jsonl") as f:
         (folder / "ptb_single_run.jsonl").write_text("".join(islice(f, 120)))
     return folder
 
@@ -78,10 +75,8 @@ def test_eval_nbnlp_errors_exit_2(small_nbnlp, tmp_path):
 
 
 def _write_log(run_dir, rows):
-    for r in sorted({row["round"] for row in rows}):
-        mine = [row for row in rows if row["round"] == r]
-        append_log(run_dir, r, [row["hash"] for row in mine], [row["predicted"] for row in mine],
-                   [row["true_log_ppl"] for row in mine])
+    """The ranker log as a search writes it: one JSON line per trained candidate."""
+    (run_dir / "ranker_log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def test_plot_data_step(tmp_path):

@@ -1,7 +1,5 @@
 """NAS-Bench-NLP recipes -> ranker DAGs and DSL trees (real logs via CELLZOO_DATA)."""
 
-import os
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +13,6 @@ from cellzoo.ranker.nbnlp import (
     recipe_to_graph,
 )
 
-DATA = Path(os.environ.get("CELLZOO_DATA", "/work/shared/data"))
-
 # DESIGN.md's cells. Upstream's LSTM recipe puts tanh (not sigmoid) on the output gate,
 # so its DSL form is the DESIGN LSTM with that one Sigmoid written Tanh.
 RNN = "Tanh(Add(MM(x), MM(h)))"
@@ -26,8 +22,8 @@ LSTM_TANH_OUT = ("Mult(Tanh(Add(MM(x), MM(h))), Tanh(Mem(Add(Mult(Sigmoid(Add(MM
 
 
 @pytest.fixture(scope="module")
-def reference():
-    runs = load_runs(DATA / "nas-bench-nlp", limit=3)
+def reference(nbnlp_data):
+    runs = load_runs(nbnlp_data, limit=3)
     by_id = {r.id: r for r in runs}
     return {name: by_id[i] for name, i in REFERENCE_IDS.items()}
 

@@ -59,6 +59,7 @@ class Writer:
         assert self.proc.returncode == -signal.SIGKILL, self.proc.stderr.read()
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_no_acknowledged_run(tmp_path, template):
     path = tmp_path / "z.h5"
     rng = random.Random(7)
