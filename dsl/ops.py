@@ -19,7 +19,6 @@ import torch.nn.functional as F
 
 E = "E"
 H = "H"
-WIDTHS = (E, H)
 
 #: sources (terminals) and their widths
 SOURCES: dict[str, str] = {"x": E, "x_prev": E, "h": H, "c": H}

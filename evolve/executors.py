@@ -72,15 +72,6 @@ class Executor(Protocol):
         """Stop workers; jobs still running are abandoned (the checkpoint resubmits them)."""
 
 
-def collect(executor: Executor, n: int) -> dict[int, tuple[Job, TrainResult]]:
-    """Wait for ``n`` submitted jobs to finish; their results by job id."""
-    out: dict[int, tuple[Job, TrainResult]] = {}
-    while len(out) < n:
-        for job, result in executor.completed():
-            out[job.job_id] = (job, result)
-    return out
-
-
 def run_job(job: Job) -> TrainResult:
     """Train one job; any exception becomes a "failed" result (workers never raise)."""
     try:

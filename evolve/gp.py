@@ -14,7 +14,6 @@ text). The primitives carry no callable for the same reason: cells are compiled 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 
 from deap import gp
 
@@ -30,7 +29,6 @@ class WidthH:
 
 
 TYPES: dict[str, type] = {"E": WidthE, "H": WidthH}
-WIDTH_OF: dict[type, str] = {t: w for w, t in TYPES.items()}
 
 
 def _variants(op: str) -> dict[str, tuple[str, ...]]:
@@ -96,34 +94,3 @@ def to_individual(node: Node, pset: gp.PrimitiveSetTyped) -> gp.PrimitiveTree:
 def to_node(individual: gp.PrimitiveTree) -> Node:
     """The DSL tree of a DEAP tree (inverse of `to_individual`)."""
     return from_prefix([dsl_name(item.name) for item in individual])
-
-
-@dataclass(frozen=True)
-class Token:
-    """One primitive or terminal of a primitive set, described without DEAP objects."""
-
-    name: str  # DEAP name, unique in the set (``MM_E``)
-    dsl: str  # DSL operator or source (``MM``)
-    args: tuple[str, ...]  # argument widths, () for a terminal
-    ret: str  # width it returns
-
-    @property
-    def arity(self) -> int:
-        return len(self.args)
-
-
-def pset_tokens(pset: gp.PrimitiveSetTyped) -> dict[str, list[Token]]:
-    """By return width ('E', 'H'): the set's primitives, then its terminals, in a fixed order.
-
-    This is the vocabulary of a prefix-order generator: a slot of width w takes one of
-    ``pset_tokens(pset)[w]``, whose ``args`` are the widths of the slots it opens.
-    """
-    tokens: dict[str, list[Token]] = {}
-    for width, type_ in TYPES.items():
-        items = list(pset.primitives[type_]) + list(pset.terminals[type_])
-        tokens[width] = [
-            Token(item.name, dsl_name(item.name),
-                  tuple(WIDTH_OF[a] for a in getattr(item, "args", ())), width)
-            for item in items
-        ]
-    return tokens

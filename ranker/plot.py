@@ -42,17 +42,6 @@ def load_log(run_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def append_log(run_dir: str | Path, round_: int, hashes: list[str], predicted: list[float],
-               true_log_ppl: list[float | None]) -> None:
-    """Append one round's entries (the search calls this once its candidates are trained);
-    a missing or non-finite true value (a diverged candidate) is written as null."""
-    with open(Path(run_dir) / LOG_NAME, "a") as f:
-        for h, p, t in zip(hashes, predicted, true_log_ppl, strict=True):
-            true = None if t is None or not math.isfinite(t) else float(t)
-            f.write(json.dumps({"round": int(round_), "hash": h, "predicted": float(p),
-                                "true_log_ppl": true}) + "\n")
-
-
 def _float(value) -> float:
     return math.nan if value is None else float(value)
 

@@ -10,12 +10,12 @@ import signal
 import time
 
 import pytest
+from helpers import collect
 
 from cellzoo.evolve.executors import (
     InlineExecutor,
     Job,
     ProcessExecutor,
-    collect,
     make_executor,
     run_job,
 )

@@ -25,7 +25,6 @@ from cellzoo.evolve.gp import (
     WidthH,
     dsl_name,
     make_pset,
-    pset_tokens,
     to_individual,
     to_node,
 )
@@ -98,16 +97,6 @@ def test_round_trip_is_exact_on_library_and_random_trees(pset):
 def test_extended_operator_is_rejected_by_the_core_set():
     with pytest.raises(ValueError, match="operator Sub is not in the primitive set 'cell_core'"):
         to_individual(parse("Sub(MM(x), h)"), make_pset("core"))
-
-
-def test_tokens_describe_every_primitive_and_terminal_by_return_width():
-    tokens = pset_tokens(make_pset("core"))
-    assert [t.name for t in tokens["E"]] == ["x", "x_prev"]
-    by_name = {t.name: t for t in tokens["H"]}
-    assert by_name["MM_E"].dsl == "MM" and by_name["MM_E"].args == ("E",)
-    assert by_name["MM_H"].args == ("H",) and by_name["Gate3"].arity == 3
-    assert by_name["h"].args == () and by_name["c"].ret == "H"
-    assert {t.dsl for t in tokens["H"]} == set(CORE_OPS) | {"h", "c"}
 
 
 @pytest.mark.parametrize("text", [

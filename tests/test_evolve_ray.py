@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 import ray
 import torch
+from helpers import collect
 
 from cellzoo.evolve.config import SearchConfig
-from cellzoo.evolve.executors import Job, collect, make_executor
+from cellzoo.evolve.executors import Job, make_executor
 from cellzoo.evolve.ray_executor import TASK_NAME, RayExecutor, start_local_ray
 from cellzoo.evolve.search import Search
 from cellzoo.train import TrainConfig

@@ -57,10 +57,6 @@ def lost_runs(zoo_path: Path, acknowledged: list[str], template: Path) -> list[s
     return lost
 
 
-def acknowledged_ids(stdout: str) -> list[str]:
-    return [line.split()[1] for line in stdout.splitlines() if line.startswith("ACK ")]
-
-
 if __name__ == "__main__":
     args = sys.argv[1:]
     if len(args) not in (2, 3):
