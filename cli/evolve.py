@@ -7,12 +7,15 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cellzoo.evolve.config import EXECUTORS, OP_LEVELS, STRATEGIES, ConfigError, SearchConfig
 from cellzoo.train import PROXIES
+
+if TYPE_CHECKING:
+    from cellzoo.evolve.candidates import PreFilter, Proposer
 
 
 class CommandError(click.ClickException):
@@ -81,9 +84,9 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
     Running the same command again on a run directory continues it to the same
     total; so does `cellzoo evolve --resume RUN_DIR`.
     """
-    from cellzoo.evolve import search as search_mod
     from cellzoo.evolve.display import Reporter
     from cellzoo.evolve.executors import make_executor
+    from cellzoo.evolve.search import Search, SearchError
     from cellzoo.zoo import ZooError
 
     run_dir = run_dir or run_dir_arg
@@ -92,10 +95,10 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
     ray_options = {k: options.pop(k) for k in ("address", "gpus_per_trial", "cpus_per_trial")}
     config = _resolve(Path(run_dir), config_file, resume, options)
     try:
-        plugins = {"ranker": search_mod.make_ranker() if config.ranker else None,
-                   "proposer": search_mod.make_proposer(config) if config.controller else None,
+        plugins = {"ranker": make_ranker() if config.ranker else None,
+                   "proposer": make_proposer(config) if config.controller else None,
                    "executor": make_executor(config.executor, config.workers, **ray_options)}
-        search = search_mod.Search.open(config, run_dir, **plugins)
+        search = Search.open(config, run_dir, **plugins)
         with Reporter(config.evaluations, search.counters.trained,
                       live=None if not as_json else False) as reporter:
             search.on_event = reporter
@@ -103,16 +106,41 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
     except KeyboardInterrupt:
         raise CommandError(f"interrupted; continue with `cellzoo evolve --resume {run_dir}`") \
             from None
-    except (search_mod.SearchError, ZooError, OSError, ValueError) as err:
+    except (SearchError, ZooError, OSError, ValueError) as err:
         raise CommandError(str(err)) from None
     _report(search, as_json)
+
+
+def make_ranker() -> PreFilter:
+    """A fresh `cellzoo.ranker.Ranker`, the search's pre-filter (imported only when asked for)."""
+    from cellzoo.evolve.search import SearchError
+
+    try:
+        from cellzoo.ranker import Ranker
+    except ImportError as err:
+        raise SearchError(f"--ranker needs cellzoo.ranker.Ranker, which cannot be imported "
+                          f"here ({err}); run without --ranker") from None
+    return Ranker()
+
+
+def make_proposer(config: SearchConfig) -> Proposer:
+    """A fresh `cellzoo.evolve.controller.Controller`, the search's proposer, for the search's
+    operators and limits."""
+    from cellzoo.evolve.search import SearchError
+
+    try:
+        from cellzoo.evolve.controller import Controller
+    except ImportError as err:
+        raise SearchError(f"--controller needs cellzoo.evolve.controller.Controller, which "
+                          f"cannot be imported here ({err}); run without --controller") from None
+    return Controller(level=config.ops, limits=config.limits, seed=config.seed)
 
 
 def _resolve(run_dir: Path, config_file: str | None, resume: bool,
              options: dict[str, Any]) -> SearchConfig:
     """New search: defaults < file < options. Existing run: the stored configuration."""
     from cellzoo.evolve import config as cfg
-    from cellzoo.evolve.search import stored_config
+    from cellzoo.evolve.rundir import RunDir
 
     for name in ("zoo", "data_dir"):
         if options.get(name) is not None:
@@ -123,7 +151,7 @@ def _resolve(run_dir: Path, config_file: str | None, resume: bool,
             if file_settings.get(name) is not None:
                 file_settings[name] = str(Path(config_file).parent.resolve() /
                                           file_settings[name])
-        stored = stored_config(run_dir)
+        stored = RunDir(run_dir).resumable_config()
         if stored is not None:
             return cfg.for_resume(stored, file_settings, options)
         if resume:
