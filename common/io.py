@@ -33,6 +33,14 @@ def publish(tmp: Path, final: Path) -> None:
     fsync_path(final.parent)
 
 
+def remove_durably(paths: list[Path]) -> None:
+    """Delete files and make the deletion durable (the paths share one folder)."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+    if paths:
+        fsync_path(paths[0].parent)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
     """Call ``write`` on a temporary file beside ``path``, then `publish` it as ``path``.
     A failure leaves ``path`` as it was and removes the temporary file."""

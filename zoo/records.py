@@ -167,14 +167,3 @@ def run_record(result: Any, lineage: dict | None, cell: dict[str, Any]) -> Run:
         config_key=result.config.key(), seed=int(config["seed"]), created=time.time(),
         has_weights=result.state_dict is not None, **check_lineage(lineage),
     )
-
-
-def json_safe(value: Any) -> Any:
-    """NaN and infinities become null, so the index is standard JSON any tool can read."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value

@@ -27,9 +27,9 @@ from typing import Any
 import pandas as pd
 import torch
 
+from cellzoo.common.io import publish, remove_durably
 from cellzoo.dsl import DSLError, canonical_text, parse
 from cellzoo.zoo import h5file
-from cellzoo.zoo.atomic import publish, remove_durably
 from cellzoo.zoo.journal import Journal
 from cellzoo.zoo.lock import WriterLock
 from cellzoo.zoo.records import RUN_FIELDS, Cell, Run, ZooError, cell_attrs, run_record
