@@ -35,7 +35,8 @@ from cellzoo.common.rng import rng_states, set_rng_states
 from cellzoo.evolve.breeding import Breeder
 from cellzoo.evolve.candidates import Candidate, PreFilter, Proposer
 from cellzoo.evolve.config import SearchConfig
-from cellzoo.evolve.executors import Executor, Job, make_executor
+from cellzoo.evolve.executors import Executor, make_executor
+from cellzoo.evolve.jobs import Job
 from cellzoo.evolve.population import Member, make_strategy
 from cellzoo.evolve.rundir import CheckpointError, RunDir
 from cellzoo.train import TrainConfig, TrainResult, load_corpus

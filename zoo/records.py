@@ -11,12 +11,9 @@ import math
 import os
 import time
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cellzoo.dsl import cell_hash, depth, node_count, op_counts, parse, preorder
-
-if TYPE_CHECKING:
-    from cellzoo.zoo.store import Zoo
 
 ORIGINS = ("mutation", "crossover", "controller", "library", "manual", "random")
 STATUSES = ("ok", "diverged", "failed")
@@ -27,6 +24,12 @@ JSON_FIELDS = ("config", "parents")
 
 class ZooError(Exception):
     """A zoo problem a user can hit: a bad file, a lock held by someone else, a missing run."""
+
+
+class CurveReader(Protocol):
+    """Where a run reads its learning curve from (the open `Zoo` it came from)."""
+
+    def curve(self, run_id: str) -> list[dict]: ...
 
 
 @dataclass
@@ -57,7 +60,7 @@ class Run:
     search_id: str | None
     created: float
     has_weights: bool
-    _zoo: Zoo | None = field(default=None, repr=False, compare=False)
+    _zoo: CurveReader | None = field(default=None, repr=False, compare=False)
 
     @property
     def curve(self) -> list[dict]:
@@ -70,7 +73,7 @@ class Run:
         return {n: getattr(self, n) for n in RUN_FIELDS}
 
     @classmethod
-    def from_dict(cls, row: dict[str, Any], zoo: Zoo | None = None) -> Run:
+    def from_dict(cls, row: dict[str, Any], zoo: CurveReader | None = None) -> Run:
         missing = [n for n in RUN_FIELDS if n not in row]
         if missing:
             raise ZooError(f"run record {row.get('run_id', '?')} lacks fields {missing}")

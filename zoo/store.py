@@ -317,13 +317,13 @@ class Zoo:
         """The trained language model of a run (cellzoo.train's LanguageModel), in eval mode."""
         from cellzoo.zoo.model import rebuild
 
-        return rebuild(self, self.run(run_id))
+        return rebuild(self.run(run_id), self.load_state_dict(run_id))
 
     def reevaluate(self, run_id: str, data_dir: str | Path | None = None) -> dict[str, float]:
         """Rebuild a run's model and measure its validation and test perplexity again."""
         from cellzoo.zoo.model import reevaluate
 
-        return reevaluate(self, self.run(run_id), data_dir)
+        return reevaluate(self.run(run_id), self.load_state_dict(run_id), data_dir)
 
 
 def _unique(prefix: str, keys, what: str, path: Path) -> str:
