@@ -11,11 +11,23 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cellzoo.evolve.config import EXECUTORS, OP_LEVELS, STRATEGIES, ConfigError, SearchConfig
+from cellzoo.cli.defaults import default
+from cellzoo.evolve.config import (
+    EXECUTORS,
+    MIN_ROUND,
+    OP_LEVELS,
+    STRATEGIES,
+    ConfigError,
+    SearchConfig,
+)
 from cellzoo.train import PROXIES
 
 if TYPE_CHECKING:
     from cellzoo.evolve.candidates import PreFilter, Proposer
+
+
+def _default(name: str) -> str:
+    return default(SearchConfig, name)
 
 
 class CommandError(click.ClickException):
@@ -32,29 +44,32 @@ class CommandError(click.ClickException):
 @click.option("--zoo", type=click.Path(dir_okay=False), default=None,
               help="HDF5 zoo that receives every trained cell (created if missing).")
 @click.option("--task", type=click.Choice(sorted(PROXIES)), default=None,
-              help="Task whose proxy training judges candidates (default synthetic).")
+              help=f"Task whose proxy training judges candidates (default {_default('task')}).")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
               help="Corpus folder (else $CELLZOO_DATA or the cache).")
 @click.option("--evaluations", type=click.IntRange(min=1), default=None,
-              help="Candidates to train in all (default 100; zoo reuses do not count).")
+              help=f"Candidates to train in all (default {_default('evaluations')}; zoo reuses "
+                   f"do not count).")
 @click.option("--population", type=click.IntRange(min=1), default=None,
-              help="Population size P (default 20).")
+              help=f"Population size P (default {_default('population')}).")
 @click.option("--sample", type=click.IntRange(min=1), default=None,
-              help="Tournament sample S (default 5).")
+              help=f"Tournament sample S (default {_default('sample')}).")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default=None,
-              help="aging (regularized evolution, default), mu+lambda, or random search.")
+              help=f"aging (regularized evolution), mu+lambda, or random search (default "
+                   f"{_default('strategy')}).")
 @click.option("--round-size", type=click.IntRange(min=1), default=None,
-              help="Candidates trained per round (default max(4, workers)).")
+              help=f"Candidates trained per round (default max({MIN_ROUND}, workers)).")
 @click.option("--ops", type=click.Choice(OP_LEVELS), default=None,
-              help="Operators the search may use (default core).")
+              help=f"Operators the search may use (default {_default('ops')}).")
 @click.option("--library/--no-library", default=None,
-              help="Seed the population with the human-designed cells (default yes).")
+              help=f"Seed the population with the human-designed cells (default "
+                   f"{_default('library')}).")
 @click.option("--hidden", type=click.IntRange(min=1), default=None,
               help="Hidden width of the proxy model.")
 @click.option("--budget-tokens", type=click.IntRange(min=1), default=None,
               help="Training tokens per candidate.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default=None,
-              help="Where candidates train (default inline).")
+              help=f"Where candidates train (default {_default('executor')}).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Parallel trainings for process/ray executors.")
 @click.option("--address", default=None,
@@ -65,12 +80,13 @@ class CommandError(click.ClickException):
                    "has GPUs, else 0).")
 @click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=None,
               help="CPUs per Ray trial (default 1).")
-@click.option("--seed", type=int, default=None, help="Search seed (default 0).")
+@click.option("--seed", type=int, default=None, help=f"Search seed (default {_default('seed')}).")
 @click.option("--ranker/--no-ranker", default=None, help="Pre-filter offspring with the ranker.")
 @click.option("--controller/--no-controller", default=None,
               help="Add candidates from the RL controller.")
 @click.option("--controller-share", type=click.FloatRange(0, 1), default=None,
-              help="Share of each round's candidates from the controller (default 0.25).")
+              help=f"Share of each round's candidates from the controller (default "
+                   f"{_default('controller_share')}).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               default=None, help="TOML file of defaults (options given here override it).")
 @click.option("--resume", is_flag=True,
