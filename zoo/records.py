@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
-from cellzoo.dsl import cell_hash, depth, node_count, op_counts, parse, preorder
+from cellzoo.dsl import Node, depth, node_count, op_counts, preorder, to_text
+from cellzoo.dsl.canonical import canonical, text_hash
 
 ORIGINS = ("mutation", "crossover", "controller", "library", "manual", "random")
 STATUSES = ("ok", "diverged", "failed")
@@ -103,13 +104,14 @@ def new_run_id() -> str:
     return os.urandom(8).hex()
 
 
-def cell_attrs(expr: str) -> dict[str, Any]:
-    """Per-cell attributes, all derived from the canonical DSL text."""
-    tree = parse(expr)
+def cell_attrs(tree: Node) -> dict[str, Any]:
+    """Per-cell attributes, all derived from the (canonical) tree, parsed once by the caller."""
+    tree = canonical(tree)
+    expr = to_text(tree)
     nodes = list(preorder(tree))
     kinds = [n.children[0].width for n in nodes if n.op == "MM"]
     return {
-        "hash": cell_hash(tree),
+        "hash": text_hash(expr),
         "expr": expr,
         "op_counts": dict(sorted(op_counts(tree).items())),
         "node_count": node_count(tree),
