@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cellzoo.cli.evolve import make_proposer, make_ranker
 from cellzoo.evolve.config import SearchConfig
 from cellzoo.evolve.progress import progress_frame
-from cellzoo.evolve.search import Search, SearchError, make_proposer, make_ranker
+from cellzoo.evolve.search import Search, SearchError
 
 #: arm name -> SearchConfig overrides. "random" is the baseline every arm is measured against.
 ARMS: dict[str, dict] = {

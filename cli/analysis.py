@@ -16,9 +16,9 @@ from cellzoo.analysis.cache import AnalysisCache, AnalysisError, default_cache_p
 from cellzoo.analysis.compare import Comparison, comparison, draw_comparison
 from cellzoo.analysis.selection import labels, select_runs
 from cellzoo.analysis.similarity import similarity_matrix
+from cellzoo.common.io import json_safe
 from cellzoo.train import CorpusNotFoundError, load_corpus
 from cellzoo.zoo import Zoo, ZooError
-from cellzoo.zoo.records import json_safe
 
 DEFAULT_TOP = 8
 

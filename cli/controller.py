@@ -18,13 +18,13 @@ class ControllerError(click.ClickException):
 
 def load_controller(path: Path):
     """The controller of a search run directory (its checkpoint) or of a `Controller.save` file."""
-    from cellzoo.evolve.checkpoint import CheckpointError, load_checkpoint
     from cellzoo.evolve.controller import Controller
+    from cellzoo.evolve.rundir import CheckpointError, RunDir
 
     try:
         if path.is_file():
             return Controller.load(path)
-        found = load_checkpoint(path)
+        found = RunDir(path).load_checkpoint()
         if found is None:
             raise ControllerError(f"{path} holds no search checkpoint")
         state = found[1].get("proposer")

@@ -7,12 +7,27 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from cellzoo.evolve.config import EXECUTORS, OP_LEVELS, STRATEGIES, ConfigError, SearchConfig
+from cellzoo.cli.defaults import default
+from cellzoo.evolve.config import (
+    EXECUTORS,
+    MIN_ROUND,
+    OP_LEVELS,
+    STRATEGIES,
+    ConfigError,
+    SearchConfig,
+)
 from cellzoo.train import PROXIES
+
+if TYPE_CHECKING:
+    from cellzoo.evolve.candidates import PreFilter, Proposer
+
+
+def _default(name: str) -> str:
+    return default(SearchConfig, name)
 
 
 class CommandError(click.ClickException):
@@ -29,29 +44,32 @@ class CommandError(click.ClickException):
 @click.option("--zoo", type=click.Path(dir_okay=False), default=None,
               help="HDF5 zoo that receives every trained cell (created if missing).")
 @click.option("--task", type=click.Choice(sorted(PROXIES)), default=None,
-              help="Task whose proxy training judges candidates (default synthetic).")
+              help=f"Task whose proxy training judges candidates (default {_default('task')}).")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
               help="Corpus folder (else $CELLZOO_DATA or the cache).")
 @click.option("--evaluations", type=click.IntRange(min=1), default=None,
-              help="Candidates to train in all (default 100; zoo reuses do not count).")
+              help=f"Candidates to train in all (default {_default('evaluations')}; zoo reuses "
+                   f"do not count).")
 @click.option("--population", type=click.IntRange(min=1), default=None,
-              help="Population size P (default 20).")
+              help=f"Population size P (default {_default('population')}).")
 @click.option("--sample", type=click.IntRange(min=1), default=None,
-              help="Tournament sample S (default 5).")
+              help=f"Tournament sample S (default {_default('sample')}).")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default=None,
-              help="aging (regularized evolution, default), mu+lambda, or random search.")
+              help=f"aging (regularized evolution), mu+lambda, or random search (default "
+                   f"{_default('strategy')}).")
 @click.option("--round-size", type=click.IntRange(min=1), default=None,
-              help="Candidates trained per round (default max(4, workers)).")
+              help=f"Candidates trained per round (default max({MIN_ROUND}, workers)).")
 @click.option("--ops", type=click.Choice(OP_LEVELS), default=None,
-              help="Operators the search may use (default core).")
+              help=f"Operators the search may use (default {_default('ops')}).")
 @click.option("--library/--no-library", default=None,
-              help="Seed the population with the human-designed cells (default yes).")
+              help=f"Seed the population with the human-designed cells (default "
+                   f"{_default('library')}).")
 @click.option("--hidden", type=click.IntRange(min=1), default=None,
               help="Hidden width of the proxy model.")
 @click.option("--budget-tokens", type=click.IntRange(min=1), default=None,
               help="Training tokens per candidate.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default=None,
-              help="Where candidates train (default inline).")
+              help=f"Where candidates train (default {_default('executor')}).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Parallel trainings for process/ray executors.")
 @click.option("--address", default=None,
@@ -62,12 +80,13 @@ class CommandError(click.ClickException):
                    "has GPUs, else 0).")
 @click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=None,
               help="CPUs per Ray trial (default 1).")
-@click.option("--seed", type=int, default=None, help="Search seed (default 0).")
+@click.option("--seed", type=int, default=None, help=f"Search seed (default {_default('seed')}).")
 @click.option("--ranker/--no-ranker", default=None, help="Pre-filter offspring with the ranker.")
 @click.option("--controller/--no-controller", default=None,
               help="Add candidates from the RL controller.")
 @click.option("--controller-share", type=click.FloatRange(0, 1), default=None,
-              help="Share of each round's candidates from the controller (default 0.25).")
+              help=f"Share of each round's candidates from the controller (default "
+                   f"{_default('controller_share')}).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               default=None, help="TOML file of defaults (options given here override it).")
 @click.option("--resume", is_flag=True,
@@ -81,9 +100,9 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
     Running the same command again on a run directory continues it to the same
     total; so does `cellzoo evolve --resume RUN_DIR`.
     """
-    from cellzoo.evolve import search as search_mod
     from cellzoo.evolve.display import Reporter
     from cellzoo.evolve.executors import make_executor
+    from cellzoo.evolve.search import Search, SearchError
     from cellzoo.zoo import ZooError
 
     run_dir = run_dir or run_dir_arg
@@ -92,10 +111,10 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
     ray_options = {k: options.pop(k) for k in ("address", "gpus_per_trial", "cpus_per_trial")}
     config = _resolve(Path(run_dir), config_file, resume, options)
     try:
-        plugins = {"ranker": search_mod.make_ranker() if config.ranker else None,
-                   "proposer": search_mod.make_proposer(config) if config.controller else None,
+        plugins = {"ranker": make_ranker() if config.ranker else None,
+                   "proposer": make_proposer(config) if config.controller else None,
                    "executor": make_executor(config.executor, config.workers, **ray_options)}
-        search = search_mod.Search.open(config, run_dir, **plugins)
+        search = Search.open(config, run_dir, **plugins)
         with Reporter(config.evaluations, search.counters.trained,
                       live=None if not as_json else False) as reporter:
             search.on_event = reporter
@@ -103,16 +122,41 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
     except KeyboardInterrupt:
         raise CommandError(f"interrupted; continue with `cellzoo evolve --resume {run_dir}`") \
             from None
-    except (search_mod.SearchError, ZooError, OSError, ValueError) as err:
+    except (SearchError, ZooError, OSError, ValueError) as err:
         raise CommandError(str(err)) from None
     _report(search, as_json)
+
+
+def make_ranker() -> PreFilter:
+    """A fresh `cellzoo.ranker.Ranker`, the search's pre-filter (imported only when asked for)."""
+    from cellzoo.evolve.search import SearchError
+
+    try:
+        from cellzoo.ranker import Ranker
+    except ImportError as err:
+        raise SearchError(f"--ranker needs cellzoo.ranker.Ranker, which cannot be imported "
+                          f"here ({err}); run without --ranker") from None
+    return Ranker()
+
+
+def make_proposer(config: SearchConfig) -> Proposer:
+    """A fresh `cellzoo.evolve.controller.Controller`, the search's proposer, for the search's
+    operators and limits."""
+    from cellzoo.evolve.search import SearchError
+
+    try:
+        from cellzoo.evolve.controller import Controller
+    except ImportError as err:
+        raise SearchError(f"--controller needs cellzoo.evolve.controller.Controller, which "
+                          f"cannot be imported here ({err}); run without --controller") from None
+    return Controller(level=config.ops, limits=config.limits, seed=config.seed)
 
 
 def _resolve(run_dir: Path, config_file: str | None, resume: bool,
              options: dict[str, Any]) -> SearchConfig:
     """New search: defaults < file < options. Existing run: the stored configuration."""
     from cellzoo.evolve import config as cfg
-    from cellzoo.evolve.search import stored_config
+    from cellzoo.evolve.rundir import RunDir
 
     for name in ("zoo", "data_dir"):
         if options.get(name) is not None:
@@ -123,7 +167,7 @@ def _resolve(run_dir: Path, config_file: str | None, resume: bool,
             if file_settings.get(name) is not None:
                 file_settings[name] = str(Path(config_file).parent.resolve() /
                                           file_settings[name])
-        stored = stored_config(run_dir)
+        stored = RunDir(run_dir).resumable_config()
         if stored is not None:
             return cfg.for_resume(stored, file_settings, options)
         if resume:

@@ -9,9 +9,9 @@ import matplotlib
 
 from cellzoo.analysis.cache import AnalysisError
 from cellzoo.cli.analysis import _cache, cache_opt, data_opt, no_cache_opt
+from cellzoo.common.io import json_safe
 from cellzoo.report.page import Options, write_report
 from cellzoo.zoo import ZooError
-from cellzoo.zoo.records import json_safe
 
 
 class ReportError(click.ClickException):

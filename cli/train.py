@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from cellzoo.cli.defaults import default
 from cellzoo.dsl.library import LIBRARY, resolve_cell
 from cellzoo.dsl.parse import DSLError
 from cellzoo.train.checkpoint import CheckpointError
@@ -59,7 +60,8 @@ class CommandError(click.ClickException):
               help="Set the hidden width so the model has CELL's parameter count (within 5%).")
 @click.option("--eval-tokens", type=click.IntRange(min=1), default=None,
               help="Cap on validation and test tokens.")
-@click.option("--seed", type=int, default=None, help="Random seed (default 0).")
+@click.option("--seed", type=int, default=None,
+              help=f"Random seed (default {default(TrainConfig, 'seed')}).")
 @click.option("--device", type=click.Choice(DEVICES), default=None,
               help="auto = cuda when available.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

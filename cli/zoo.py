@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from cellzoo.zoo.records import STATUSES, Run, ZooError, json_safe
+from cellzoo.common.io import json_safe
+from cellzoo.zoo.records import STATUSES, Run, ZooError
 from cellzoo.zoo.store import Zoo
 
 EXPR_WIDTH = 48

@@ -31,4 +31,9 @@ def cell_hash(cell: Node | str) -> str:
     from cellzoo.dsl.parse import parse
 
     node = parse(cell) if isinstance(cell, str) else cell
-    return hashlib.sha256(canonical_text(node).encode()).hexdigest()[:HASH_LENGTH]
+    return text_hash(canonical_text(node))
+
+
+def text_hash(canonical: str) -> str:
+    """The hash of a cell whose canonical text is ``canonical`` (see `cell_hash`)."""
+    return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]

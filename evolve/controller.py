@@ -17,7 +17,6 @@ The search loop uses `propose` / `update` and keeps `state_dict` in its checkpoi
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cellzoo.common.io import atomic_write
 from cellzoo.dsl import SOURCES, Limits, Node, canonical_text, parse_cell
 from cellzoo.dsl.library import LIBRARY
 from cellzoo.evolve.grammar import ROOT_ARG, START, VOCAB, Grammar, Partial
@@ -319,12 +319,9 @@ class Controller:
         self.generator.set_state(state["rng"])
 
     def save(self, path: str | Path) -> None:
-        """Write `state_dict` atomically (temporary file, then ``os.replace``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        """Write `state_dict` atomically and durably (`cellzoo.common.io.atomic_write`)."""
+        state = self.state_dict()
+        atomic_write(path, lambda f: torch.save(state, f))
 
     @classmethod
     def load(cls, path: str | Path) -> Controller:

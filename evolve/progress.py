@@ -9,16 +9,13 @@ Results reused from the zoo cost no training and are left out.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cellzoo.evolve.checkpoint import CONFIG_NAME, read_jsonl
-from cellzoo.evolve.config import SearchConfig
-from cellzoo.evolve.search import EVALUATIONS_LOG
+from cellzoo.evolve.rundir import EVALUATIONS_LOG, RunDir
 
 COLUMNS = ["run", "arm", "n", "val_ppl", "status", "origin", "best_so_far", "hash", "expr"]
 
@@ -33,17 +30,17 @@ def progress_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     ``best_so_far`` val_ppl."""
     frames = []
     for label, run_dir in zip(_labels(run_dirs), run_dirs, strict=True):
-        path = Path(run_dir) / EVALUATIONS_LOG
-        if not path.is_file():
+        files = RunDir(run_dir)
+        if not files.is_search:
             raise ProgressDataError(f"{run_dir} is not a search run directory (no "
                                     f"{EVALUATIONS_LOG}; make one with `cellzoo evolve`)")
-        rows = [r for r in read_jsonl(path) if not r.get("reused")]
+        rows = [r for r in files.evaluations() if not r.get("reused")]
         frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("run", "arm", "n",
                                                                            "best_so_far")])
         frame["val_ppl"] = pd.to_numeric(frame["val_ppl"], errors="coerce").astype(float)
         frame.loc[frame["status"] != "ok", "val_ppl"] = np.nan
         frame.insert(0, "run", label)
-        frame.insert(1, "arm", _kind(Path(run_dir)))
+        frame.insert(1, "arm", _kind(files))
         frame.insert(2, "n", np.arange(1, len(frame) + 1))
         frame["best_so_far"] = frame["val_ppl"].cummin()
         frames.append(frame[COLUMNS])
@@ -52,11 +49,11 @@ def progress_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _kind(run_dir: Path) -> str:
+def _kind(files: RunDir) -> str:
     """The run's kind of search from its stored configuration ("search" if unreadable)."""
     try:
-        return SearchConfig.from_dict(json.loads((run_dir / CONFIG_NAME).read_text())).kind
-    except (OSError, ValueError, TypeError):
+        return files.config().kind
+    except (OSError, ValueError):
         return "search"
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import ray
 
-from cellzoo.evolve.executors import MAX_ATTEMPTS, Job, failed_result, run_job
+from cellzoo.evolve.jobs import MAX_ATTEMPTS, Job, failed_result, run_job
 from cellzoo.train import TrainResult
 
 #: the Ray task name (worker processes show it as ``ray::cellzoo_train`` while they train)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cellzoo.common.io import atomic_write
 from cellzoo.ranker.graph import Packed, pack, plan
 from cellzoo.ranker.metrics import rank_metrics
 from cellzoo.ranker.model import ModelConfig, TreeRNN
@@ -265,16 +265,9 @@ class Ranker:
         self.history = [{} for _ in range(int(state.get("epochs_trained", 0)))]
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write atomically (temporary file, then rename)."""
-        path = os.fspath(path)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(self.state_dict(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        """Write atomically and durably (`cellzoo.common.io.atomic_write`)."""
+        state = self.state_dict()
+        atomic_write(path, lambda f: torch.save(state, f))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Ranker:

@@ -26,10 +26,10 @@ from cellzoo.analysis.activations import activations, split_text
 from cellzoo.analysis.cache import AnalysisCache, AnalysisError
 from cellzoo.analysis.compare import comparison, draw_comparison
 from cellzoo.analysis.selection import labels, only_task, select_runs
-from cellzoo.evolve.checkpoint import CONFIG_NAME
+from cellzoo.evolve.breeding import MIN_RANKER_RUNS
 from cellzoo.evolve.config import SearchConfig
 from cellzoo.evolve.progress import draw_progress, progress_frame
-from cellzoo.evolve.search import EVALUATIONS_LOG, MIN_RANKER_RUNS, RANKER_LOG
+from cellzoo.evolve.rundir import CONFIG_NAME, EVALUATIONS_LOG, RunDir
 from cellzoo.ranker import plot as ranker_plot
 from cellzoo.ranker.metrics import rank_metrics
 from cellzoo.report import html as h
@@ -62,38 +62,48 @@ class Options:
 
 @dataclass(frozen=True)
 class SearchRun:
-    """A `--run-dir`: its label on the page, its configuration, or why it cannot be read."""
+    """A `--run-dir`: its label on the page, its configuration and the training it judged
+    candidates by (key and settings, as the search stored them), or why it cannot be read."""
 
-    path: Path
+    files: RunDir
     label: str
     config: SearchConfig | None
     problem: str | None
+    proxy_key: str | None = None
+    proxy_train: dict | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.files.path
 
     @property
     def arm(self) -> str:
         """The kind of search: strategy plus the plug-ins it used."""
         return "unknown" if self.config is None else self.config.kind
 
-    @property
-    def proxy_key(self) -> str | None:
-        return None if self.config is None else self.config.train_config().key()
-
 
 def load_search_runs(run_dirs: Sequence[str | Path]) -> list[SearchRun]:
     names = [Path(d).resolve().name for d in run_dirs]
-    runs = []
-    for i, (run_dir, name) in enumerate(zip(run_dirs, names, strict=True)):
-        path = Path(run_dir)
-        label = name if names.count(name) == 1 else f"{name} ({i + 1})"
-        config, problem = None, None
-        try:
-            config = SearchConfig.from_dict(json.loads((path / CONFIG_NAME).read_text()))
-        except (OSError, ValueError) as err:
-            problem = f"cannot read its configuration {path / CONFIG_NAME} ({err})"
-        if problem is None and not (path / EVALUATIONS_LOG).is_file():
-            problem = f"{path} holds no {EVALUATIONS_LOG} (not a `cellzoo evolve` run directory)"
-        runs.append(SearchRun(path, label, config, problem))
-    return runs
+    return [_search_run(RunDir(run_dir), name if names.count(name) == 1 else f"{name} ({i + 1})")
+            for i, (run_dir, name) in enumerate(zip(run_dirs, names, strict=True))]
+
+
+def _search_run(files: RunDir, label: str) -> SearchRun:
+    try:
+        config = files.config()
+    except (OSError, ValueError) as err:
+        problem = f"cannot read its configuration {files.path / CONFIG_NAME} ({err})"
+        return SearchRun(files, label, None, problem)
+    if not files.is_search:
+        problem = f"{files.path} holds no {EVALUATIONS_LOG} (not a `cellzoo evolve` run directory)"
+        return SearchRun(files, label, config, problem)
+    try:
+        training = files.training()
+    except ValueError as err:
+        return SearchRun(files, label, config, str(err))
+    if training is None:
+        return SearchRun(files, label, config, f"{files.path} holds no search checkpoint yet")
+    return SearchRun(files, label, config, None, *training)
 
 
 @dataclass
@@ -160,13 +170,14 @@ def configs_section(rep: Report) -> str:
 def _settings_rows(runs: Sequence[SearchRun]) -> tuple[list[list[str]], list[list[str]]]:
     """Rows of the search settings and of the resolved proxy training, one column per run."""
     search = [r.config.to_dict() for r in runs]
-    train = [r.config.train_config().to_dict() for r in runs]
+    train = [r.proxy_train or {} for r in runs]
     search_rows = [["kind of search"] + [h.text(r.arm) for r in runs],
                    ["directory"] + [h.text(r.path) for r in runs]]
     search_rows += [[h.text(k)] + [h.text(_value(s[k])) for s in search]
                     for k in search[0] if k != "train"]
     train_rows = [["config key"] + [h.text(r.proxy_key) for r in runs]]
-    train_rows += [[h.text(k)] + [h.text(_value(t.get(k))) for t in train] for k in train[0]]
+    names = dict.fromkeys(k for t in train for k in t)
+    train_rows += [[h.text(k)] + [h.text(_value(t.get(k))) for t in train] for k in names]
     return search_rows, train_rows
 
 
@@ -271,7 +282,7 @@ def _progress_table(frame: pd.DataFrame) -> str:
 def proxy_keys(rep: Report, task: str) -> set[str]:
     """The training configurations of the searches on ``task``; with no run directory, the
     configuration most of the task's runs were trained under (a search's proxy)."""
-    keys = {r.proxy_key for r in rep.searches if r.config.task == task}
+    keys = {r.proxy_key for r in rep.searches if r.config.task == task}  # as stored
     if keys:
         return keys
     counts = Counter(r.config_key for r in rep.zoo.runs(task))
@@ -355,12 +366,12 @@ def _record(rank: int, name: str, role: str, run: Run) -> dict:
 
 
 def ranker_section(rep: Report) -> str:
-    used = [r for r in rep.searches if r.config.ranker or (r.path / RANKER_LOG).is_file()]
+    used = [r for r in rep.searches if r.config.ranker or r.files.has_ranker_log]
     if not used:
         raise Unavailable("none of the searches used the ranker (`cellzoo evolve --ranker`)")
     parts, missing = [], []
     for search in used:
-        log = ranker_plot.load_log(search.path) if (search.path / RANKER_LOG).is_file() else None
+        log = ranker_plot.load_log(search.path) if search.files.has_ranker_log else None
         done = None if log is None else log[log["true_log_ppl"].notna()]
         if done is None or len(done) < 2:
             scored = 0 if done is None else len(done)

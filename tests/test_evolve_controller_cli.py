@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 from cellzoo.cli import main
 from cellzoo.dsl import cell_hash, is_valid, parse
-from cellzoo.evolve.checkpoint import save_checkpoint
 from cellzoo.evolve.controller import Controller, checkpoint_path
+from cellzoo.evolve.rundir import RunDir
 
 
 def sample(*args: str):
@@ -34,7 +34,8 @@ def test_sample_from_saved_controller_and_search_checkpoint(tmp_path):
     out = sample("-n", "5", "--checkpoint", str(checkpoint_path(tmp_path / "file")))
     assert out.exit_code == 0, out.output
     assert [line.split("  ", 1)[1] for line in out.output.splitlines()] == expected
-    save_checkpoint(tmp_path / "run", 1, {"counters": {}}, {"proposer": controller.state_dict()})
+    RunDir(tmp_path / "run").save_checkpoint(1, {"counters": {}},
+                                             {"proposer": controller.state_dict()})
     out = sample("-n", "5", "--checkpoint", str(tmp_path / "run"), "--level", "extended")
     assert out.exit_code == 0, out.output
     assert len(out.output.splitlines()) == 5
@@ -42,7 +43,7 @@ def test_sample_from_saved_controller_and_search_checkpoint(tmp_path):
 
 def test_sample_errors_exit_2(tmp_path):
     assert sample("--checkpoint", str(tmp_path)).exit_code == 2  # no checkpoint there
-    save_checkpoint(tmp_path, 1, {}, {"proposer": None})
+    RunDir(tmp_path).save_checkpoint(1, {}, {"proposer": None})
     out = sample("--checkpoint", str(tmp_path))
     assert out.exit_code == 2 and "without --controller" in out.output
     assert sample("--max-depth", "2", "--no-pretrain").exit_code == 2

@@ -9,8 +9,10 @@ import json
 import pytest
 import torch
 
+from cellzoo.cli.evolve import make_proposer, make_ranker
 from cellzoo.evolve.config import SearchConfig
-from cellzoo.evolve.search import RANKER_LOG, Search, SearchError, make_proposer, make_ranker
+from cellzoo.evolve.rundir import RANKER_LOG
+from cellzoo.evolve.search import Search, SearchError
 from cellzoo.zoo import Zoo
 
 pytestmark = pytest.mark.slow

@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from cellzoo.common.io import json_safe
+
 OPTIMIZERS = ("sgd", "adam")
 LOSSES = ("mean", "sum")
 DEVICES = ("auto", "cpu", "cuda")
@@ -197,7 +199,7 @@ class TrainResult:
                 if f.name not in ("state_dict", "config")}
         data["config"] = self.config.to_dict()
         data["config_key"] = self.config.key()
-        return _json_safe(data)
+        return json_safe(data)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainResult:
@@ -209,13 +211,3 @@ class TrainResult:
         data["curve"] = [{k: math.nan if v is None else v for k, v in point.items()}
                          for point in data.get("curve", [])]
         return cls(**data)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value

@@ -10,11 +10,11 @@ spaces between characters, words joined by " _ ", each line followed by
 from __future__ import annotations
 
 import hashlib
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from cellzoo.common.io import write_bytes_atomic
 from cellzoo.train.corpus import SPLITS, cache_dir, has_corpus
 
 TIMEOUT_S = 30
@@ -62,7 +62,7 @@ def fetch_corpus(task: str, dest: Path | None = None) -> Path:
         else:
             data = _download(task, split)
         _check(data, SHA256[task][split], f"{task} {split}")
-        _write_atomic(dest / f"{split}.txt", data)
+        write_bytes_atomic(dest / f"{split}.txt", data)
     return dest
 
 
@@ -97,7 +97,3 @@ def _verified(path: Path, expected: str) -> bool:
     return hashlib.sha256(path.read_bytes()).hexdigest() == expected
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -23,16 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cellzoo.common.rng import rng_states, set_rng_states
 from cellzoo.dsl.canonical import canonical_text, cell_hash
 from cellzoo.dsl.library import resolve_cell
 from cellzoo.dsl.tree import Node
-from cellzoo.train.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    rng_states,
-    save_checkpoint,
-    set_rng_states,
-)
+from cellzoo.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from cellzoo.train.config import TrainConfig, TrainResult
 from cellzoo.train.corpus import Corpus, load_corpus
 from cellzoo.train.model import LanguageModel, build_model, count_params, detach_state

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
+from cellzoo.common.io import json_safe
 from cellzoo.zoo.model import state_shapes, trace_step_model
-from cellzoo.zoo.records import Run, ZooError, json_safe
+from cellzoo.zoo.records import Run, ZooError
 from cellzoo.zoo.store import Zoo
 
 USAGE = """\

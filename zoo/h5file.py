@@ -19,7 +19,8 @@ import h5py
 import numpy as np
 import torch
 
-from cellzoo.zoo.records import JSON_FIELDS, Run, ZooError, json_safe
+from cellzoo.common.io import json_safe
+from cellzoo.zoo.records import JSON_FIELDS, Run, ZooError
 
 FORMAT = "cellzoo.zoo"
 FORMAT_VERSION = 1

@@ -1,7 +1,7 @@
 """The journal: runs added since the last compaction, one small immutable HDF5 file each.
 
 Each entry is a complete one-run zoo file written aside and renamed into
-``<zoo>.journal/`` (see `atomic.publish`), so an entry either exists whole or
+``<zoo>.journal/`` (see `cellzoo.common.io.publish`), so an entry either exists whole or
 not at all. Compaction copies entries into the main file and then deletes them.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
+from cellzoo.common.io import publish
 from cellzoo.zoo import h5file
-from cellzoo.zoo.atomic import publish
 from cellzoo.zoo.records import Run, ZooError
 
 

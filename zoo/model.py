@@ -13,14 +13,13 @@ from cellzoo.zoo.records import Run, ZooError
 
 if TYPE_CHECKING:
     from cellzoo.train import LanguageModel
-    from cellzoo.zoo.store import Zoo
 
 
-def rebuild(zoo: Zoo, run: Run) -> LanguageModel:
-    """The run's language model with its trained weights, on the CPU, in eval mode."""
+def rebuild(run: Run, state: dict[str, Tensor]) -> LanguageModel:
+    """The run's language model with its trained weights ``state``, on the CPU, in eval
+    mode."""
     from cellzoo.train import TrainConfig, build_model
 
-    state = zoo.load_state_dict(run.run_id)
     if "encoder.weight" not in state:
         raise ZooError(f"run {run.run_id} weights lack 'encoder.weight'; not a cellzoo model")
     config = TrainConfig.from_dict(run.config)
@@ -29,11 +28,12 @@ def rebuild(zoo: Zoo, run: Run) -> LanguageModel:
     return model.eval()
 
 
-def reevaluate(zoo: Zoo, run: Run, data_dir: str | Path | None = None) -> dict[str, float]:
+def reevaluate(run: Run, state: dict[str, Tensor], data_dir: str | Path | None = None
+               ) -> dict[str, float]:
     """Validation and test perplexity of the rebuilt model, measured as training measured them."""
     from cellzoo.train import TrainConfig, evaluate, load_corpus
 
-    model = rebuild(zoo, run)
+    model = rebuild(run, state)
     config = TrainConfig.from_dict(run.config)
     corpus = load_corpus(config.task, data_dir)
     return {"val_ppl": evaluate(model, corpus.valid, config),

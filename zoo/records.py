@@ -11,12 +11,10 @@ import math
 import os
 import time
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from cellzoo.dsl import cell_hash, depth, node_count, op_counts, parse, preorder
-
-if TYPE_CHECKING:
-    from cellzoo.zoo.store import Zoo
+from cellzoo.dsl import Node, depth, node_count, op_counts, preorder, to_text
+from cellzoo.dsl.canonical import canonical, text_hash
 
 ORIGINS = ("mutation", "crossover", "controller", "library", "manual", "random")
 STATUSES = ("ok", "diverged", "failed")
@@ -27,6 +25,12 @@ JSON_FIELDS = ("config", "parents")
 
 class ZooError(Exception):
     """A zoo problem a user can hit: a bad file, a lock held by someone else, a missing run."""
+
+
+class CurveReader(Protocol):
+    """Where a run reads its learning curve from (the open `Zoo` it came from)."""
+
+    def curve(self, run_id: str) -> list[dict]: ...
 
 
 @dataclass
@@ -57,7 +61,7 @@ class Run:
     search_id: str | None
     created: float
     has_weights: bool
-    _zoo: Zoo | None = field(default=None, repr=False, compare=False)
+    _zoo: CurveReader | None = field(default=None, repr=False, compare=False)
 
     @property
     def curve(self) -> list[dict]:
@@ -70,7 +74,7 @@ class Run:
         return {n: getattr(self, n) for n in RUN_FIELDS}
 
     @classmethod
-    def from_dict(cls, row: dict[str, Any], zoo: Zoo | None = None) -> Run:
+    def from_dict(cls, row: dict[str, Any], zoo: CurveReader | None = None) -> Run:
         missing = [n for n in RUN_FIELDS if n not in row]
         if missing:
             raise ZooError(f"run record {row.get('run_id', '?')} lacks fields {missing}")
@@ -100,13 +104,14 @@ def new_run_id() -> str:
     return os.urandom(8).hex()
 
 
-def cell_attrs(expr: str) -> dict[str, Any]:
-    """Per-cell attributes, all derived from the canonical DSL text."""
-    tree = parse(expr)
+def cell_attrs(tree: Node) -> dict[str, Any]:
+    """Per-cell attributes, all derived from the (canonical) tree, parsed once by the caller."""
+    tree = canonical(tree)
+    expr = to_text(tree)
     nodes = list(preorder(tree))
     kinds = [n.children[0].width for n in nodes if n.op == "MM"]
     return {
-        "hash": cell_hash(tree),
+        "hash": text_hash(expr),
         "expr": expr,
         "op_counts": dict(sorted(op_counts(tree).items())),
         "node_count": node_count(tree),
@@ -167,14 +172,3 @@ def run_record(result: Any, lineage: dict | None, cell: dict[str, Any]) -> Run:
         config_key=result.config.key(), seed=int(config["seed"]), created=time.time(),
         has_weights=result.state_dict is not None, **check_lineage(lineage),
     )
-
-
-def json_safe(value: Any) -> Any:
-    """NaN and infinities become null, so the index is standard JSON any tool can read."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value

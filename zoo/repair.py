@@ -11,8 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from cellzoo.common.io import publish
 from cellzoo.zoo import h5file
-from cellzoo.zoo.atomic import publish
 from cellzoo.zoo.journal import Journal
 from cellzoo.zoo.lock import WriterLock
 from cellzoo.zoo.records import ZooError

@@ -27,9 +27,9 @@ from typing import Any
 import pandas as pd
 import torch
 
-from cellzoo.dsl import DSLError, canonical_text, parse
+from cellzoo.common.io import publish, remove_durably
+from cellzoo.dsl import DSLError, parse
 from cellzoo.zoo import h5file
-from cellzoo.zoo.atomic import publish, remove_durably
 from cellzoo.zoo.journal import Journal
 from cellzoo.zoo.lock import WriterLock
 from cellzoo.zoo.records import RUN_FIELDS, Cell, Run, ZooError, cell_attrs, run_record
@@ -158,14 +158,13 @@ class Zoo:
         """Store a `cellzoo.train.TrainResult`; returns the new run id once it is durable."""
         self._require_writer()
         try:
-            expr = canonical_text(parse(result.expr))
+            cell = cell_attrs(parse(result.expr))
         except DSLError as err:
             raise ZooError(f"cannot store run: its cell text {result.expr!r} does not parse "
                            f"({err})") from None
-        cell = cell_attrs(expr)
         if result.hash and result.hash != cell["hash"]:
             raise ZooError(f"cannot store run: hash {result.hash} does not match its cell "
-                           f"{expr} (hash {cell['hash']})")
+                           f"{cell['expr']} (hash {cell['hash']})")
         run = run_record(result, lineage, cell)
         entry = self.journal.commit(self._seq, run, cell, list(result.curve), result.state_dict)
         self._seq += 1
@@ -275,7 +274,7 @@ class Zoo:
         """The cell whose hash starts with `hash_prefix` (which must be unique)."""
         found = _unique(hash_prefix, self.hashes(), "cell hash", self.path)
         runs = tuple(r for r in self._runs.values() if r.hash == found)
-        attrs = cell_attrs(runs[0].expr)
+        attrs = cell_attrs(parse(runs[0].expr))
         return Cell(hash=found, expr=runs[0].expr, op_counts=attrs["op_counts"],
                     node_count=attrs["node_count"], depth=attrs["depth"], runs=runs)
 
@@ -317,13 +316,13 @@ class Zoo:
         """The trained language model of a run (cellzoo.train's LanguageModel), in eval mode."""
         from cellzoo.zoo.model import rebuild
 
-        return rebuild(self, self.run(run_id))
+        return rebuild(self.run(run_id), self.load_state_dict(run_id))
 
     def reevaluate(self, run_id: str, data_dir: str | Path | None = None) -> dict[str, float]:
         """Rebuild a run's model and measure its validation and test perplexity again."""
         from cellzoo.zoo.model import reevaluate
 
-        return reevaluate(self, self.run(run_id), data_dir)
+        return reevaluate(self.run(run_id), self.load_state_dict(run_id), data_dir)
 
 
 def _unique(prefix: str, keys, what: str, path: Path) -> str:

@@ -1,0 +1,200 @@
+"""A round's candidates: bred or proposed, made unique, checked against the zoo, pre-filtered.
+
+`Breeder` owns what making candidates needs and keeps between rounds: the
+variation operators, the search's random generator, the pre-filter (ranker) and
+the proposer (controller) with their lifecycles (the pre-filter is fitted once the
+zoo holds `MIN_RANKER_RUNS` ok runs under the search's configuration, and again
+when there are new ones; the proposer learns from the results of its own
+candidates). The search gives it the population (`Strategy`), the hashes it must
+not repeat, and the zoo.
+
+Per offspring round: ``offspring_factor`` times more candidates than will be
+trained (1 times without a fitted pre-filter) from the population and from the
+proposer; cells the zoo already holds under this configuration are set aside
+for reuse; `candidates.prefilter` keeps the best-scored plus a random share.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from cellzoo.common.rng import tuples
+from cellzoo.dsl import parse
+from cellzoo.evolve.candidates import (
+    Candidate,
+    PreFilter,
+    Proposer,
+    bred_candidate,
+    library_candidates,
+    prefilter,
+    random_candidate,
+)
+from cellzoo.evolve.config import SearchConfig
+from cellzoo.evolve.population import Strategy
+from cellzoo.train import TrainResult
+from cellzoo.zoo import Run, Zoo
+
+#: redraws of a candidate that duplicates a known cell before a random cell is tried instead
+MAX_REDRAWS = 50
+#: the ranker is fitted once the zoo holds this many runs under the search's configuration
+MIN_RANKER_RUNS = 8
+
+
+class Round(NamedTuple):
+    """A round's candidates: those to train, and those whose run the zoo already holds."""
+
+    chosen: list[Candidate]
+    known: list[tuple[Candidate, Run]]
+
+
+class Breeder:
+    """Makes the candidates of each round (see the module doc)."""
+
+    def __init__(self, config: SearchConfig, variation: Any, strategy: Strategy,
+                 ranker: PreFilter | None = None, proposer: Proposer | None = None):
+        self.config = config
+        self.variation = variation
+        self.strategy = strategy
+        self.ranker, self.proposer = ranker, proposer
+        self.rng = random.Random(config.seed)
+        self.ranker_ready = False
+        self.ranker_fitted_at = -1  # zoo runs under the configuration at the last fit
+        self.proposer_results: list[tuple[str, dict]] = []
+
+    # ---- rounds --------------------------------------------------------------------------
+
+    def initial(self, size: int, taken: set[str], zoo: Zoo, key: str) -> Round:
+        """The human library (what the operator level allows), then random cells."""
+        cands = library_candidates(self.config.ops, self.config.limits) \
+            if self.config.library else []
+        cands = self._unique(cands[:size], self._random, size, taken)
+        return Round(*self._split_known(cands, zoo, key))
+
+    def offspring(self, k: int, taken: set[str], zoo: Zoo, key: str) -> Round:
+        """``k`` candidates to train (bred, and a share from the proposer), pre-filtered;
+        none of them in ``taken``."""
+        self._refit_ranker(zoo, key)
+        self._update_proposer()
+        factor = self.config.offspring_factor if self.ranker_ready else 1
+        k_prop = int(round(k * self.config.controller_share)) if self.proposer else 0
+        chosen, known = [], []
+        for n, make in ((k - k_prop, self._breed), (k_prop, self._propose)):
+            if n == 0:
+                continue
+            # each source is checked against ``taken`` alone, not against the other's pool
+            pool, pool_known = self._split_known(make(n * factor, set(taken)), zoo, key)
+            known += pool_known
+            scores = self._score(pool)
+            chosen += prefilter(pool, scores, n, self.config.random_share, self.rng)
+        return Round(chosen, known)
+
+    def _random(self) -> Candidate:
+        return random_candidate(self.variation)
+
+    def _breed(self, n: int, taken: set[str]) -> list[Candidate]:
+        if not self.strategy.breeds:
+            make = self._random
+        else:
+            make = lambda: bred_candidate(  # noqa: E731
+                self.strategy, self.variation, self.rng, self.config.crossover_prob)
+        return self._unique([], make, n, taken)
+
+    def _propose(self, n: int, taken: set[str]) -> list[Candidate]:
+        cells = self.proposer.propose(n)
+        return self._unique([Candidate(c, "controller") for c in cells], None, n, taken)
+
+    def _unique(self, cands: list[Candidate], make: Callable[[], Candidate] | None,
+                n: int, taken: set[str]) -> list[Candidate]:
+        """Up to ``n`` candidates whose hash is not in ``taken`` (which grows with them): the
+        given ones first, then ones from ``make`` (each redrawn up to `MAX_REDRAWS` times,
+        then replaced by a random cell)."""
+        out: list[Candidate] = []
+
+        def take(cand: Candidate) -> bool:
+            if cand.hash in taken:
+                return False
+            taken.add(cand.hash)
+            out.append(cand)
+            return True
+
+        for cand in cands:
+            if len(out) < n:
+                take(cand)
+        while make is not None and len(out) < n:
+            for attempt in range(MAX_REDRAWS + 1):
+                cand = make() if attempt < MAX_REDRAWS else self._random()
+                if take(cand):
+                    break
+            else:
+                break
+        return out
+
+    @staticmethod
+    def _split_known(cands: list[Candidate], zoo: Zoo, key: str
+                     ) -> tuple[list[Candidate], list[tuple[Candidate, Run]]]:
+        """(cells to train, cells whose run under this configuration the zoo already has)"""
+        fresh, known = [], []
+        for cand in cands:
+            run = zoo.find_run(cand.hash, key)
+            (fresh.append(cand) if run is None else known.append((cand, run)))
+        return fresh, known
+
+    # ---- the plug-ins --------------------------------------------------------------------
+
+    def _refit_ranker(self, zoo: Zoo, key: str) -> None:
+        if self.ranker is None:
+            return
+        runs = [r for r in zoo.runs() if r.config_key == key]
+        if len(runs) == self.ranker_fitted_at:
+            return
+        if sum(r.status == "ok" for r in runs) >= MIN_RANKER_RUNS:
+            self.ranker.fit(runs)
+            self.ranker_ready = True
+            self.ranker_fitted_at = len(runs)
+
+    def _score(self, pool: list[Candidate]) -> list[float] | None:
+        """Pre-filter scores of the pool; each candidate also keeps the predicted log ppl."""
+        if not (self.ranker_ready and pool):
+            return None
+        cells = [c.cell for c in pool]
+        for cand, log_ppl in zip(pool, self.ranker.predict(cells)[0], strict=True):
+            cand.predicted = float(log_ppl)
+        return [float(s) for s in self.ranker.score(cells)]
+
+    def proposed_result(self, result: TrainResult) -> None:
+        """A result of one of the proposer's candidates (it learns from them next round)."""
+        self.proposer_results.append((result.expr, result.to_json()))
+
+    def _update_proposer(self) -> None:
+        if self.proposer is None or not self.proposer_results:
+            return
+        results = [(parse(expr), TrainResult.from_json(data))
+                   for expr, data in self.proposer_results]
+        self.proposer.update(results)
+        self.proposer_results = []
+
+    # ---- checkpoint ----------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """The JSON part of the breeder's state."""
+        return {"ranker_ready": self.ranker_ready, "ranker_fitted_at": self.ranker_fitted_at,
+                "proposer_results": self.proposer_results}
+
+    def tensors(self) -> dict[str, Any]:
+        """The binary part: the generator, variation, pre-filter and proposer states."""
+        return {"rng": self.rng.getstate(), "variation": self.variation.state(),
+                "ranker": self.ranker.state_dict() if self.ranker_ready else None,
+                "proposer": self.proposer.state_dict() if self.proposer else None}
+
+    def load(self, state: dict[str, Any], tensors: dict[str, Any]) -> None:
+        self.ranker_fitted_at = state["ranker_fitted_at"]
+        self.proposer_results = [tuple(p) for p in state["proposer_results"]]
+        self.rng.setstate(tuples(tensors["rng"]))
+        self.variation.set_state(tensors["variation"])
+        if self.ranker is not None and tensors["ranker"] is not None:
+            self.ranker.load_state_dict(tensors["ranker"])
+            self.ranker_ready = state["ranker_ready"]
+        if self.proposer is not None and tensors["proposer"] is not None:
+            self.proposer.load_state_dict(tensors["proposer"])

@@ -1,0 +1,63 @@
+"""A job: one candidate to train, as plain data any executor can ship anywhere, and the
+function every executor runs on it (in this process, in a pool worker, or as a Ray task).
+
+A failure of the candidate itself (an exception while building or training it) is its
+result, "failed", never an exception in the worker.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+from cellzoo.dsl import canonical_text, cell_hash, parse
+from cellzoo.train import TrainConfig, TrainResult, train_cell
+
+#: a job whose worker dies is retried this many times in all, then recorded as failed
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class Job:
+    """One candidate to train; plain data only, so any executor can ship it anywhere."""
+
+    job_id: int
+    expr: str
+    config: dict[str, Any]
+    data_dir: str | None = None
+    lineage: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 0
+    score: float | None = None  # the pre-filter's score, when one chose this job
+    predicted: float | None = None  # and its predicted log validation perplexity
+    round: int = 0  # the search round that made it
+
+    @cached_property
+    def hash(self) -> str:
+        return cell_hash(self.expr)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        return cls(**data)
+
+
+def run_job(job: Job) -> TrainResult:
+    """Train one job; any exception becomes a "failed" result (workers never raise)."""
+    try:
+        return train_cell(job.expr, TrainConfig.from_dict(job.config), job.data_dir)
+    except Exception as err:  # a candidate's error is its result, the search goes on
+        detail = "".join(traceback.format_exception_only(err)).strip()
+        return failed_result(job, detail)
+
+
+def failed_result(job: Job, error: str) -> TrainResult:
+    """The record of a job that produced no training result (error says why)."""
+    return TrainResult(
+        expr=canonical_text(parse(job.expr)), hash=job.hash, status="failed", val_ppl=math.nan,
+        test_ppl=math.nan, params=0, tokens_per_s=math.nan, seconds=0.0, tokens_trained=0,
+        curve=[], device="", error=error, config=TrainConfig.from_dict(job.config))
