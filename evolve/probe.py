@@ -21,7 +21,7 @@ import torch
 
 from cellzoo.dsl.tree import Node
 from cellzoo.evolve.ladder import Ladder, train_rung
-from cellzoo.train.config import TrainConfig, TrainResult
+from cellzoo.train.config import TrainConfig, TrainResult, json_safe
 from cellzoo.train.corpus import Corpus, load_corpus
 from cellzoo.train.loop import initial_loss
 
@@ -55,8 +55,9 @@ class ProbeResult:
     result: TrainResult
 
     def to_json(self) -> dict[str, Any]:
-        return {"lr": self.lr, "outcomes": [asdict(o) for o in self.outcomes],
-                "result": self.result.to_json()}
+        """Strict JSON (non-finite losses and perplexities become null)."""
+        return json_safe({"lr": self.lr, "outcomes": [asdict(o) for o in self.outcomes],
+                          "result": self.result.to_json()})
 
 
 def unigram_ppl(corpus: Corpus, eval_tokens: int | None = None) -> float:

@@ -219,7 +219,7 @@ class TrainResult:
                 if f.name not in ("state_dict", "config")}
         data["config"] = self.config.to_dict()
         data["config_key"] = self.config.key()
-        return _json_safe(data)
+        return json_safe(data)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainResult:
@@ -233,11 +233,12 @@ class TrainResult:
         return cls(**data)
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (nested in dicts and lists) replaced by None."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
