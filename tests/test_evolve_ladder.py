@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import tomllib
+from pathlib import Path
 
 import pytest
 
-from cellzoo.evolve.ladder import Asha, Ladder, rung_dir, train_rung
+from cellzoo.evolve.config import FIELDS, SearchConfig
+from cellzoo.evolve.ladder import DEFAULT_RUNG0_TOKENS, Asha, Ladder, rung_dir, train_rung
 from cellzoo.train import TrainConfig, train_cell
 from cellzoo.train.corpus import load_corpus
 
@@ -116,3 +119,13 @@ def test_asha_state_is_plain_json_and_refuses_another_ladder():
     assert copy.next_promotion() == asha.next_promotion() == ("c3", 1)
     with pytest.raises(ValueError, match="another ladder"):
         Asha(eta=2, rungs=3).load_state_dict(state)
+
+
+def test_the_shipped_ptb_ladder_config_is_todays_settings_plus_a_ladder():
+    path = Path(__file__).resolve().parents[1] / "configs" / "ptb-ladder.toml"
+    settings = tomllib.loads(path.read_text())
+    table = settings.pop("ladder")
+    assert SearchConfig.from_dict(settings).task == "ptb" and set(settings) <= FIELDS
+    scales = table.pop("probe")
+    assert scales == [1.0, 0.5, 0.25, 0.125]
+    assert Ladder(**table) == Ladder("zaremba-small", rung0_tokens=DEFAULT_RUNG0_TOKENS)
