@@ -61,19 +61,23 @@ def test_rung0_tokens_picks_the_nearest_rung_count_and_top_tokens_shortens():
 
 
 def test_promotion_continues_exactly_and_the_top_rung_is_the_preset_run(tmp_path):
-    ladder = Ladder("synthetic-small", rungs=2)  # 79,978 and 239,936 tokens
-    low = train_rung("LSTM", ladder, 0, None, 0, tmp_path)
-    tokens = []
-    top = train_rung("LSTM", ladder, 1, None, 0, tmp_path,
-                     progress=lambda update: tokens.append(update.tokens))
-    assert low.status == top.status == "ok" and top.val_ppl < low.val_ppl
-    assert tokens[0] > 39_000  # started from rung 0's branch (decay onset at 2 of 4 epochs)
-    alone = train_cell("LSTM", TrainConfig.preset("synthetic-small"))
+    ladder = Ladder("synthetic-small", rungs=3)  # 26,659, 79,978 and 239,936 tokens
+    results, first_tokens = [], []
+    for rung in range(3):
+        tokens = []
+        results.append(train_rung("LSTM", ladder, rung, None, 0, tmp_path,
+                                  progress=lambda update, seen=tokens: seen.append(update.tokens)))
+        first_tokens.append(tokens[0])
+    assert [r.status for r in results] == ["ok"] * 3
+    assert results[0].val_ppl > results[1].val_ppl > results[2].val_ppl  # rising to the full run
+    # each promotion started at the rung below's branch (its decay onset: 2 of 4 "epochs")
+    assert first_tokens[1] > 26_659 / 2 and first_tokens[2] > 79_978 / 2
+    top, alone = results[2], train_cell("LSTM", TrainConfig.preset("synthetic-small"))
     assert (top.val_ppl, top.test_ppl, top.curve) == (alone.val_ppl, alone.test_ppl, alone.curve)
     assert top.config.key() == alone.config.key()
-    again = train_rung("LSTM", ladder, 1, None, 0, tmp_path)  # finished: read back
+    again = train_rung("LSTM", ladder, 2, None, 0, tmp_path)  # finished: read back
     assert (again.val_ppl, again.test_ppl) == (top.val_ppl, top.test_ppl)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rung0-lr1.0", "rung1-lr1.0"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"rung{k}-lr1.0" for k in range(3)]
     assert rung_dir(tmp_path, 1, 1.0) == tmp_path / "rung1-lr1.0"
 
 
