@@ -16,6 +16,8 @@ import torch
 from cellzoo.common.io import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.pt"
+#: a scheduled run's copy of itself at its decay onset, where a longer rung branches off
+BRANCH_NAME = "branch.pt"
 FORMAT = 1
 
 
@@ -23,19 +25,21 @@ class CheckpointError(ValueError):
     """A checkpoint folder holds nothing usable, or a different run's checkpoint."""
 
 
-def checkpoint_path(folder: str | os.PathLike) -> Path:
-    return Path(folder) / CHECKPOINT_NAME
+def checkpoint_path(folder: str | os.PathLike, name: str = CHECKPOINT_NAME) -> Path:
+    return Path(folder) / name
 
 
-def save_checkpoint(folder: str | os.PathLike, payload: dict[str, Any]) -> Path:
+def save_checkpoint(folder: str | os.PathLike, payload: dict[str, Any],
+                    name: str = CHECKPOINT_NAME) -> Path:
     """Write ``payload`` to a temporary file, then rename it over the old checkpoint (durably)."""
-    return atomic_write(checkpoint_path(folder), lambda f: torch.save({"format": FORMAT,
-                                                                       **payload}, f))
+    return atomic_write(checkpoint_path(folder, name),
+                        lambda f: torch.save({"format": FORMAT, **payload}, f))
 
 
-def load_checkpoint(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The checkpoint in ``folder``, or None when there is none."""
-    path = checkpoint_path(folder)
+def load_checkpoint(folder: str | os.PathLike,
+                    name: str = CHECKPOINT_NAME) -> dict[str, Any] | None:
+    """The checkpoint ``name`` in ``folder``, or None when there is none."""
+    path = checkpoint_path(folder, name)
     if not path.is_file():
         return None
     try:

@@ -27,7 +27,13 @@ from cellzoo.common.rng import rng_states, set_rng_states
 from cellzoo.dsl.canonical import canonical_text, cell_hash
 from cellzoo.dsl.library import resolve_cell
 from cellzoo.dsl.tree import Node
-from cellzoo.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from cellzoo.train.checkpoint import (
+    BRANCH_NAME,
+    CHECKPOINT_NAME,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from cellzoo.train.config import TrainConfig, TrainResult
 from cellzoo.train.corpus import Corpus, load_corpus
 from cellzoo.train.model import LanguageModel, build_model, count_params, detach_state
@@ -137,6 +143,31 @@ class Position:
     loss_steps: int = 0
     next_eval: int = 0
     curve: list[dict[str, float]] = field(default_factory=list)
+    branched: bool = False  # the branch checkpoint of a scheduled run is written
+
+
+def epoch_tokens(corpus: Corpus, config: TrainConfig) -> int:
+    """Training tokens in one epoch of ``corpus`` (the rows `batchify` keeps, less one)."""
+    return (corpus.train.size(0) // config.batch_size - 1) * config.batch_size
+
+
+def run_tokens(config: TrainConfig, tokens_per_epoch: int) -> int:
+    """The tokens a run trains: its epochs, its token budget, or the smaller of the two."""
+    by_epochs = (config.epochs or 1) * tokens_per_epoch
+    if config.budget_tokens is None:
+        return by_epochs
+    return config.budget_tokens if config.epochs is None else min(config.budget_tokens, by_epochs)
+
+
+def initial_loss(cell: Node | str, config: TrainConfig, corpus: Corpus) -> float:
+    """Per-token training loss of the untrained model on the first BPTT window: the loss the
+    first step of a run of ``config`` sees (same seed, same weights, same mode)."""
+    trainer = Trainer(resolve_cell(cell), config, corpus)
+    trainer._setup()
+    inputs, targets = get_batch(trainer.train_data, 0, config.bptt)
+    with torch.no_grad():
+        logits, _ = trainer.model(inputs, trainer.state)
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten()).item()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -158,14 +189,29 @@ def lr_for_epoch(config: TrainConfig, epoch: int) -> float:
     return config.learning_rate * config.lr_decay ** max(epoch - config.decay_after, 0)
 
 
+def lr_at(config: TrainConfig, tokens: int, epoch: int) -> float:
+    """Learning rate of the step taken after ``tokens`` tokens, in 0-based data ``epoch``:
+    the epoch's rate, or with ``schedule_tokens`` the rate of the compressed epoch
+    ``floor(tokens * epochs / schedule_tokens) + 1``."""
+    if config.schedule_tokens is None:
+        return lr_for_epoch(config, epoch + 1)
+    return lr_for_epoch(config, tokens * config.epochs // config.schedule_tokens + 1)
+
+
+#: fields in which a run may differ from the run whose branch checkpoint it continues
+BRANCH_FREE = ("budget_tokens", "schedule_tokens", "device")
+
+
 class Trainer:
     """One training run of one cell; `run` returns the result record."""
 
     def __init__(self, cell: Node, config: TrainConfig, corpus: Corpus,
-                 progress: ProgressFn | None = None, checkpoint_dir: str | Path | None = None):
+                 progress: ProgressFn | None = None, checkpoint_dir: str | Path | None = None,
+                 branch_dir: str | Path | None = None):
         self.cell, self.config, self.corpus = cell, config, corpus
         self.progress = progress
         self.checkpoint_dir = checkpoint_dir
+        self.branch_dir = branch_dir
         self.device = resolve_device(config.device)
         self.expr, self.hash = canonical_text(cell), cell_hash(cell)
         self.start = time.perf_counter()
@@ -186,15 +232,11 @@ class Trainer:
     # -- budget ---------------------------------------------------------------------------------
     @property
     def tokens_per_epoch(self) -> int:
-        return (self.train_data.size(0) - 1) * self.config.batch_size
+        return epoch_tokens(self.corpus, self.config)
 
     @property
     def total_tokens(self) -> int:
-        c = self.config
-        by_epochs = (c.epochs or 1) * self.tokens_per_epoch
-        if c.budget_tokens is None:
-            return by_epochs
-        return c.budget_tokens if c.epochs is None else min(c.budget_tokens, by_epochs)
+        return run_tokens(self.config, self.tokens_per_epoch)
 
     def _eval_interval(self) -> int:
         if self.config.eval_interval is not None:
@@ -216,29 +258,65 @@ class Trainer:
             raise CheckpointError(
                 f"{self.checkpoint_dir} holds a checkpoint of another run (cell {payload['expr']},"
                 f" config {payload['config_key']}); use a fresh folder for this one")
+        self._load(payload)
+        return True
+
+    def _branch(self) -> None:
+        """Start from the branch checkpoint in `branch_dir`: a shorter scheduled run of the same
+        cell and recipe, saved before its first decayed step. Every step it took ran at the
+        undecayed rate, as this run's first steps do, so continuing it is this run exactly."""
+        payload = load_checkpoint(self.branch_dir, BRANCH_NAME)
+        if payload is None:
+            raise CheckpointError(f"no branch checkpoint in {self.branch_dir} (expected "
+                                  f"{Path(self.branch_dir) / BRANCH_NAME})")
+        other = TrainConfig.from_dict(payload["config"])
+        differ = sorted(k for k, v in other.to_dict().items()
+                        if k not in BRANCH_FREE and getattr(self.config, k) != v)
+        pos = Position(**payload["position"])
+        if payload["hash"] != self.hash or differ:
+            raise CheckpointError(f"{self.branch_dir}: the branch checkpoint is of another cell "
+                                  f"or recipe (cell {payload['expr']}, differing in {differ})")
+        if lr_at(self.config, pos.tokens, pos.epoch) != self.config.learning_rate:
+            raise CheckpointError(f"{self.branch_dir}: its branch point ({pos.tokens} tokens) "
+                                  f"lies past this run's decay onset; it cannot continue there")
+        self._load(payload)
+
+    def _load(self, payload: dict[str, Any]) -> None:
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.pos = Position(**payload["position"])
         self.state = [tuple(t.to(self.device) for t in layer) for layer in payload["state"]]
         set_rng_states(payload["rng"])
-        return True
 
-    def save(self) -> None:
+    def save(self, *names: str) -> None:
+        """Checkpoint to `checkpoint_dir` (the main checkpoint, or the files ``names``)."""
         if self.checkpoint_dir is None:
             return
         self.pos.elapsed += time.perf_counter() - self.start
         self.start = time.perf_counter()
-        save_checkpoint(self.checkpoint_dir, {
+        payload = {
             "expr": self.expr, "hash": self.hash, "config": self.config.to_dict(),
             "config_key": self.config.key(), "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "position": asdict(self.pos),
-            "state": [[t.cpu() for t in layer] for layer in self.state], "rng": rng_states()})
+            "state": [[t.cpu() for t in layer] for layer in self.state], "rng": rng_states()}
+        for name in names or (CHECKPOINT_NAME,):
+            save_checkpoint(self.checkpoint_dir, payload, name)
+
+    def _branch_point(self, lr: float | None) -> None:
+        """Write the branch checkpoint (and the main one) of a scheduled run before its first
+        step at a decayed rate ``lr``, or at its end (``lr`` None) if it never decays."""
+        if (self.config.schedule_tokens is None or self.pos.branched
+                or lr == self.config.learning_rate):
+            return
+        self.save(CHECKPOINT_NAME, BRANCH_NAME)  # saved unmarked: a continuation branches anew
+        self.pos.branched = True
 
     # -- training -------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         try:
             self._setup()
-            self._resume()
+            if not self._resume() and self.branch_dir is not None:
+                self._branch()
             while not self._done():
                 self._epoch()
             return self._finish()
@@ -251,12 +329,9 @@ class Trainer:
             return self._result("failed", error="".join(traceback.format_exception_only(err)))
 
     def _epoch(self) -> None:
-        lr = lr_for_epoch(self.config, self.pos.epoch + 1)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
         self.model.train()
         for i in range(self.pos.row, self.train_data.size(0) - 1, self.config.bptt):
-            self._step(i, lr)
+            self._step(i)
             if self._done():
                 return
         self.pos.epoch += 1
@@ -264,7 +339,11 @@ class Trainer:
         self.state = self.model.init_state(self.config.batch_size, self.device)
         self.save()  # validating once per epoch, its last step did (tokens == next_eval)
 
-    def _step(self, i: int, lr: float) -> None:
+    def _step(self, i: int) -> None:
+        lr = lr_at(self.config, self.pos.tokens, self.pos.epoch)
+        self._branch_point(lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         tick = time.perf_counter()
         inputs, targets = get_batch(self.train_data, i, self.config.bptt)
         self.state = detach_state(self.state)
@@ -287,6 +366,8 @@ class Trainer:
         p.tokens += targets.numel()
         p.loss_sum, p.loss_steps = p.loss_sum + value, p.loss_steps + 1
         p.train_seconds += time.perf_counter() - tick
+        if self._done():
+            self._branch_point(None)
         val = None
         if p.tokens >= p.next_eval or self._done():
             val = self._validate(lr)
@@ -345,16 +426,21 @@ def _make_optimizer(model: LanguageModel, config: TrainConfig) -> torch.optim.Op
 
 def train_cell(cell: Node | str, config: TrainConfig, data_dir: str | Path | None = None,
                progress: ProgressFn | None = None,
-               checkpoint_dir: str | Path | None = None) -> TrainResult:
+               checkpoint_dir: str | Path | None = None,
+               branch_dir: str | Path | None = None) -> TrainResult:
     """Train ``cell`` (a tree, DSL text or a library name) as a language model on config.task.
 
     With ``checkpoint_dir`` the run checkpoints there at every validation point
     (at least once per epoch) and, if a checkpoint of the same cell and
-    configuration is already there, continues from it to the same total.
+    configuration is already there, continues from it to the same total. A run
+    with ``schedule_tokens`` also writes ``branch.pt`` there before its first
+    step at a decayed rate. With ``branch_dir`` and no checkpoint of its own yet,
+    the run starts from the branch checkpoint in ``branch_dir`` (a shorter
+    scheduled run of the same cell and recipe, see `Trainer._branch`).
     """
     node = resolve_cell(cell)
     corpus = load_corpus(config.task, data_dir)
-    return Trainer(node, config, corpus, progress, checkpoint_dir).run()
+    return Trainer(node, config, corpus, progress, checkpoint_dir, branch_dir).run()
 
 
 def load_run(checkpoint_dir: str | Path) -> tuple[str, TrainConfig, dict[str, Any]]:

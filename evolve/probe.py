@@ -1,0 +1,105 @@
+"""The learning-rate probe: each cell's rate from the preset's rate and its halvings.
+
+At rung 0 of the ladder the probe tries the preset's rate times 1, 1/2, 1/4, 1/8, from
+the largest, and keeps the first rate at which the cell learns stably. A rate fails
+when the run diverges (or fails), or when it does not learn: its training loss did not
+fall (the mean over the run's last stretch, the last point of its learning curve, is
+not below the loss of its first step) or its final validation perplexity is not below
+the unigram perplexity of the validation split. The passing rate's rung-0 run is the
+cell's rung-0 result (no extra training), and its branch checkpoint is where the
+cell's promotion to rung 1 starts. Baselines get the same probe as searched cells.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cellzoo.common.io import json_safe
+from cellzoo.dsl.tree import Node
+from cellzoo.evolve.ladder import Ladder, train_rung
+from cellzoo.train.config import TrainConfig, TrainResult
+from cellzoo.train.corpus import Corpus, load_corpus
+from cellzoo.train.loop import initial_loss
+
+#: the rates tried, as fractions of the preset's, largest first
+SCALES = (1.0, 0.5, 0.25, 0.125)
+
+
+@dataclass
+class RateOutcome:
+    """How one rate did at rung 0; ``reason`` says why it failed (None: it passed)."""
+
+    lr: float
+    status: str
+    val_ppl: float
+    first_loss: float
+    last_loss: float
+    reason: str | None
+
+    @property
+    def passed(self) -> bool:
+        return self.reason is None
+
+
+@dataclass
+class ProbeResult:
+    """The chosen rate (None when no rate passed), every rate tried, and the rung-0 result
+    of the chosen rate (of the last rate tried when none passed)."""
+
+    lr: float | None
+    outcomes: list[RateOutcome]
+    result: TrainResult
+
+    def to_json(self) -> dict[str, Any]:
+        """Strict JSON (non-finite losses and perplexities become null)."""
+        return json_safe({"lr": self.lr, "outcomes": [asdict(o) for o in self.outcomes],
+                          "result": self.result.to_json()})
+
+
+def unigram_ppl(corpus: Corpus, eval_tokens: int | None = None) -> float:
+    """Perplexity of the validation split (its first ``eval_tokens``, as evaluation reads it)
+    under the unigram distribution of the training split's token counts."""
+    counts = torch.bincount(corpus.train, minlength=corpus.vocab_size).double()
+    valid = corpus.valid if eval_tokens is None else corpus.valid[: eval_tokens + 1]
+    log_p = (counts / counts.sum()).log()[valid]
+    return math.exp(-log_p.mean().item())
+
+
+def judge(result: TrainResult, first_loss: float, unigram: float) -> RateOutcome:
+    """Whether a rung-0 run learned stably (see the module docstring)."""
+    last = result.curve[-1]["train_loss"] if result.curve else math.nan
+    if result.status != "ok":
+        reason = f"{result.status}: {result.error}"
+    elif not last < first_loss:
+        reason = f"training loss did not fall ({first_loss:.4g} at the start, {last:.4g} last)"
+    elif not result.val_ppl < unigram:
+        reason = f"validation {result.val_ppl:.4g} is not below the unigram {unigram:.4g}"
+    else:
+        reason = None
+    return RateOutcome(result.config.learning_rate, result.status, result.val_ppl,
+                       first_loss, last, reason)
+
+
+def probe(cell: Node | str, ladder: Ladder, seed: int, checkpoint_root: str | Path,
+          data_dir: str | Path | None = None, lr: float | None = None,
+          scales: tuple[float, ...] = SCALES) -> ProbeResult:
+    """Try ``lr`` (default: the preset's) times each of ``scales`` at rung 0, largest first,
+    and stop at the first rate that passes. Runs checkpoint under ``checkpoint_root`` as
+    `train_rung`'s do, so a rerun reads finished runs back from their checkpoints."""
+    corpus = load_corpus(ladder.base.task, data_dir)
+    top = ladder.base.learning_rate if lr is None else lr
+    config: TrainConfig = ladder.configs(cell, corpus, top, seed)[0]
+    first = initial_loss(cell, config, corpus)
+    unigram = unigram_ppl(corpus, config.eval_tokens)
+    outcomes = []
+    for scale in scales:
+        result = train_rung(cell, ladder, 0, top * scale, seed, checkpoint_root, data_dir)
+        outcomes.append(judge(result, first, unigram))
+        if outcomes[-1].passed:
+            return ProbeResult(top * scale, outcomes, result)
+    return ProbeResult(None, outcomes, result)
