@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cellzoo.dsl.ops import INPUT_SOURCES, OPS, STATE_SOURCES, gate3, guarded_div, posenc
+from cellzoo.dsl.kernels import FUNCTIONS, posenc
+from cellzoo.dsl.ops import INPUT_SOURCES, OPS, STATE_SOURCES
 from cellzoo.dsl.tree import Node, to_text
 from cellzoo.dsl.validate import parse_cell
 
@@ -305,8 +306,7 @@ class _CodeWriter:
 
 _NAMESPACE = {
     "torch": torch, "F": F, "Tensor": Tensor, "List": list, "Tuple": tuple,
-    "posenc": posenc, "gate3": gate3, "guarded_div": guarded_div,
-    **{f"fn_{name}": spec.fn for name, spec in OPS.items() if spec.fn is not None},
+    "posenc": posenc, **{f"fn_{name}": fn for name, fn in FUNCTIONS.items()},
 }
 _counter = itertools.count()
 
