@@ -403,7 +403,7 @@ class CompiledCell(nn.Module):
         lnw = [m.weight for m in self.ln]
         lnb = [m.bias for m in self.ln]
         weights = (self._fused("weight"), self._fused("bias"), lnw, lnb)
-        if self._step is None:
+        if self._step is None or not torch.is_grad_enabled():  # evaluation: no step graph
             out, h, c, xp, pos = self._fn(inputs, *state, *weights)
             return out, (h, c, xp, pos)
         h, c, xp, pos = state

@@ -10,9 +10,10 @@ differently, so the source, not the hash, is the key). Torch's inductor also cac
 its generated kernels on disk (``TORCHINDUCTOR_CACHE_DIR``, by default under
 ``/tmp/torchinductor_<user>``), which spares a later process most of the work.
 
-Only steps that record gradients run compiled: evaluation under ``torch.no_grad``
-runs the same step eagerly rather than paying for a second (inference) graph.
-A step that torch cannot compile falls back to eager with one warning line.
+`CompiledCell` uses the step only while recording gradients: evaluation under
+``torch.no_grad`` runs the cell's eager function rather than paying for a second
+(inference) graph. A step that torch cannot compile falls back to eager with one
+warning line.
 """
 
 from __future__ import annotations
@@ -36,15 +37,16 @@ class CompiledStep:
         self.failed = False
 
     def __call__(self, *args) -> tuple[Tensor, Tensor]:
-        if self.failed or not torch.is_grad_enabled():
+        if self.failed:
             return self.eager(*args)
         try:
             return self.compiled(*args)
         except Exception as err:  # noqa: BLE001 - any compiler failure means: run eager
             self.failed = True
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-            log.warning("cellzoo: the cell step could not be compiled, running eager "
-                        "(%s: %s)", type(err).__name__, first)
+            reason = getattr(err, "inner_exception", None) or err  # the backend's own error
+            first = (str(reason).strip().splitlines() or [""])[0][:200]
+            log.warning("cellzoo: the cell step could not be compiled, running eager (%s: %s)",
+                        type(reason).__name__, first)
             return self.eager(*args)
 
 
