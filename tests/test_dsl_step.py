@@ -54,7 +54,7 @@ def test_step_matches_eager_outputs_and_gradients(name):
     _assert_same(eager, step, torch.randn(T, B, E), state)
 
 
-@pytest.mark.slow  # compiles ten cells: about 1 min of CPU, several on a busy machine
+@pytest.mark.slow  # compiles ten cells: ~30 s of CPU, 2 min wall on a busy 2-core machine
 @pytest.mark.parametrize("expr", [cell.expr for name, cell in sorted(LIBRARY.items())
                                   if name not in ("LSTM", "GRU")] + [EXTENDED],
                          ids=[n for n in sorted(LIBRARY) if n not in ("LSTM", "GRU")]
@@ -112,3 +112,18 @@ def test_a_step_the_compiler_rejects_runs_eager_with_one_warning(caplog):
 def test_step_on_cuda_matches_eager():
     eager, step = _pair(LIBRARY["LSTM"].expr, device="cuda")
     _assert_same(eager, step, torch.randn(T, B, E, device="cuda"))
+
+
+def test_training_model_takes_the_measured_default_or_the_environment(monkeypatch):
+    from cellzoo.train import TrainConfig
+    from cellzoo.train.model import DEFAULT_MODES, MODE_VARIABLE, LanguageModel, cell_mode
+
+    config = TrainConfig.proxy("synthetic", hidden=H)
+    monkeypatch.delenv(MODE_VARIABLE, raising=False)
+    assert cell_mode("cpu") == DEFAULT_MODES["cpu"]
+    monkeypatch.setenv(MODE_VARIABLE, "step")
+    model = LanguageModel(LIBRARY["GRU"].expr, 10, config)
+    assert all(cell._step is not None for cell in model.cells)
+    monkeypatch.setenv(MODE_VARIABLE, "fast")
+    with pytest.raises(ValueError, match="CELLZOO_CELL_MODE='fast'"):
+        LanguageModel(LIBRARY["GRU"].expr, 10, config)
