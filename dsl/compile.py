@@ -30,14 +30,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cellzoo.dsl.ops import INPUT_SOURCES, OPS, STATE_SOURCES, gate3, guarded_div, posenc
+from cellzoo.dsl.kernels import FUNCTIONS, posenc
+from cellzoo.dsl.ops import INPUT_SOURCES, OPS, STATE_SOURCES
+from cellzoo.dsl.step import compiled_step, run_steps
 from cellzoo.dsl.tree import Node, to_text
 from cellzoo.dsl.validate import parse_cell
 
 State = tuple[Tensor, Tensor, Tensor, Tensor]
-MODES = ("eager", "script", "compile")
+MODES = ("eager", "script", "compile", "step")
 _DYNAMIC_SOURCES = STATE_SOURCES
 _UNFUSABLE = ("PosEnc", "LayerNorm")
+_LOOP = "    for t in range(inputs.size(0)):"
 _PLACEHOLDER = re.compile(r"\{\{(\w+):(\d+):(\d+)\}\}")
 
 
@@ -226,9 +229,10 @@ class _CodeWriter:
                               if values[a].static}
                              | {self.loc[r].var for r in (self.g.root, self.g.mem)
                                 if r is not None and values[r].static})
+        self.used_static = used_static
         for var in used_static:  # unbind once: indexing [t] would backpropagate T full zeros
             self.lines.append(f"    {var}_steps = {var}.unbind(0)")
-        self.lines.append("    for t in range(inputs.size(0)):")
+        self.lines.append(_LOOP)
         if any(values[i].op == "PosEnc" for i in dynamic):
             self.lines.append("        pos_t = pos + t")
         for var in used_static:
@@ -302,22 +306,40 @@ class _CodeWriter:
         tail = ["    return torch.stack(outs), h, c, inputs[-1], pos + inputs.size(0)"]
         return "\n".join(head + self.lines + tail) + "\n"
 
+    def step_sources(self) -> tuple[str, str]:
+        """The plan of `source` (call it first) as two functions for the compiled-step mode:
+        ``cell_static`` returns the input-only values the loop reads, for the whole sequence;
+        ``cell_step(<one step of each>, h, c, pos_t, ws, bs, lnw, lnb)`` is one time step."""
+        loop = self.lines.index(_LOOP)
+        static = [line for line in self.lines[:loop] if not line.endswith(".unbind(0)")]
+        per_step = {f"        {var}_t = {var}_steps[t]" for var in self.used_static}
+        per_step |= {"        pos_t = pos + t", "        outs.append(h)"}
+        body = [line[4:] for line in self.lines[loop + 1:] if line not in per_step]
+        static_head = ["def cell_static(inputs: Tensor, xp: Tensor, ws: List[Tensor], "
+                       "bs: List[Tensor], lnw: List[Tensor], lnb: List[Tensor]) -> List[Tensor]:"]
+        static_tail = [f"    return [{', '.join(self.used_static)}]"]
+        step_args = "".join(f"{var}_t: Tensor, " for var in self.used_static)
+        step_head = [f"def cell_step({step_args}h: Tensor, c: Tensor, pos_t: Tensor,",
+                     "              ws: List[Tensor], bs: List[Tensor], lnw: List[Tensor],",
+                     "              lnb: List[Tensor]) -> Tuple[Tensor, Tensor]:"]
+        return ("\n".join(static_head + static + static_tail) + "\n",
+                "\n".join(step_head + body + ["    return h, c"]) + "\n")
+
 
 _NAMESPACE = {
     "torch": torch, "F": F, "Tensor": Tensor, "List": list, "Tuple": tuple,
-    "posenc": posenc, "gate3": gate3, "guarded_div": guarded_div,
-    **{f"fn_{name}": spec.fn for name, spec in OPS.items() if spec.fn is not None},
+    "posenc": posenc, **{f"fn_{name}": fn for name, fn in FUNCTIONS.items()},
 }
 _counter = itertools.count()
 
 
-def _materialise(source: str):
+def _materialise(source: str, name: str = "cell_forward"):
     """Turn generated source into a function whose source `inspect` can find (for TorchScript)."""
     filename = f"<cellzoo-cell-{next(_counter)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = dict(_NAMESPACE, __name__=f"cellzoo.dsl.generated_{filename[14:-1]}")
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - generated from a validated tree
-    return namespace["cell_forward"]
+    return namespace[name]
 
 
 class CompiledCell(nn.Module):
@@ -326,8 +348,10 @@ class CompiledCell(nn.Module):
     The state is ``(h [B,H], c [B,H], x_prev [B,E], pos [B,1])``: the last
     hidden state, the memory, the last input (for ``x_prev``) and the step
     count (for ``PosEnc``). ``mode`` picks how the generated function runs:
-    ``eager`` (plain PyTorch), ``script`` (TorchScript) or ``compile``
-    (``torch.compile``; pays only for long runs, see benchmarks/cell_speed.py).
+    ``eager`` (plain PyTorch), ``script`` (TorchScript), ``compile``
+    (``torch.compile`` of the unrolled sequence; pays only for long runs) or
+    ``step`` (one compiled time step per cell and width, shared by the process:
+    see `cellzoo.dsl.step` and benchmarks/cell_speed.py).
     """
 
     def __init__(self, cell: Node | str, input_size: int, hidden_size: int, mode: str = "eager"):
@@ -345,7 +369,14 @@ class CompiledCell(nn.Module):
         self.code = writer.source()
         self._groups = writer.groups
         fn = _materialise(self.code)
-        if mode == "script":
+        self._step = None
+        if mode == "step":
+            static_source, step_source = writer.step_sources()
+            self._static = _materialise(static_source, "cell_static")
+            self._step = compiled_step(hidden_size, step_source,
+                                       lambda src: _materialise(src, "cell_step"))
+            self._uses_pos = "posenc(" in step_source
+        elif mode == "script":
             fn = torch.jit.script(fn)
         elif mode == "compile":
             fn = torch.compile(fn, dynamic=False)
@@ -371,9 +402,15 @@ class CompiledCell(nn.Module):
             raise ValueError("CompiledCell needs a sequence of at least one step")
         lnw = [m.weight for m in self.ln]
         lnb = [m.bias for m in self.ln]
-        out, h, c, xp, pos = self._fn(inputs, *state, self._fused("weight"),
-                                      self._fused("bias"), lnw, lnb)
-        return out, (h, c, xp, pos)
+        weights = (self._fused("weight"), self._fused("bias"), lnw, lnb)
+        if self._step is None or not torch.is_grad_enabled():  # evaluation: no step graph
+            out, h, c, xp, pos = self._fn(inputs, *state, *weights)
+            return out, (h, c, xp, pos)
+        h, c, xp, pos = state
+        statics = self._static(inputs, xp, *weights)
+        out, h, c = run_steps(self._step, inputs.size(0), statics, h, c, pos, self._uses_pos,
+                              weights)
+        return out, (h, c, inputs[-1], pos + inputs.size(0))
 
     def extra_repr(self) -> str:
         return f"{self.expr}, input_size={self.input_size}, hidden_size={self.hidden_size}"

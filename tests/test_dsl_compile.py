@@ -142,3 +142,11 @@ def _uniform_ppl() -> float:
     from cellzoo.train import load_corpus
 
     return float(len(load_corpus("synthetic").vocab))
+
+
+def test_every_operator_has_exactly_one_torch_meaning():
+    from cellzoo.dsl.kernels import FUNCTIONS, SPECIAL
+    from cellzoo.dsl.ops import OPS
+
+    assert not set(FUNCTIONS) & set(SPECIAL)
+    assert set(FUNCTIONS) | set(SPECIAL) == set(OPS)

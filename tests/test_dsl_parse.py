@@ -132,3 +132,15 @@ def test_cli_check_exit_codes():
     bad = subprocess.run([*run, "Tanh(x)"], capture_output=True, text=True)
     assert bad.returncode == 2
     assert "column 6" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_check_imports_neither_torch_nor_h5py():
+    """The operator table holds no torch functions, so checking a cell stays light."""
+    probe = ("import sys\nfrom cellzoo.cli import main\n"
+             "sys.argv = ['cellzoo', 'dsl', 'check', 'LSTM']\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print('heavy:', sorted({'torch', 'h5py'} & set(sys.modules)))")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "canonical" in run.stdout
+    assert run.stdout.splitlines()[-1] == "heavy: []"

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 from torch import Tensor, nn
 
-from cellzoo.dsl.compile import CompiledCell
+from cellzoo.dsl.compile import MODES, CompiledCell
 from cellzoo.dsl.tree import Node
 from cellzoo.train.config import TrainConfig
 
 LayerState = tuple[Tensor, ...]
+
+#: how cells run, per device type, chosen by measurement (docs/results.md, "compiled step"):
+#: the compiled step must cost at most 10% of a rung-0 evaluation and beat eager over it
+DEFAULT_MODES = {"cpu": "eager", "cuda": "eager"}
+MODE_VARIABLE = "CELLZOO_CELL_MODE"
+
+
+def cell_mode(device: str) -> str:
+    """The mode cells run in on ``device`` ('cpu', 'cuda' or 'auto'): ``$CELLZOO_CELL_MODE``
+    when set (the mode changes speed, not results), else the measured default."""
+    chosen = os.environ.get(MODE_VARIABLE)
+    if chosen is not None:
+        if chosen not in MODES:
+            raise ValueError(f"{MODE_VARIABLE}={chosen!r}: choose one of {', '.join(MODES)}")
+        return chosen
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return DEFAULT_MODES.get(torch.device(device).type, "eager")
 
 
 class LanguageModel(nn.Module):
@@ -22,12 +41,14 @@ class LanguageModel(nn.Module):
     embedding's weights when ``config.tied`` (tie_weights and emb == hidden).
     """
 
-    def __init__(self, cell: Node | str, vocab_size: int, config: TrainConfig):
+    def __init__(self, cell: Node | str, vocab_size: int, config: TrainConfig,
+                 mode: str | None = None):
         super().__init__()
         emb, hidden = config.emb_size, config.hidden
+        mode = mode or cell_mode(config.device)
         self.encoder = nn.Embedding(vocab_size, emb)
-        self.cells = nn.ModuleList(
-            CompiledCell(cell, emb if i == 0 else hidden, hidden) for i in range(config.layers))
+        self.cells = nn.ModuleList(CompiledCell(cell, emb if i == 0 else hidden, hidden, mode)
+                                   for i in range(config.layers))
         self.drop = nn.Dropout(config.dropout)
         self.decoder = nn.Linear(hidden, vocab_size)
         if config.tied:
