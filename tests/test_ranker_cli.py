@@ -15,7 +15,7 @@ from cellzoo.ranker.fit import Ranker, RankerConfig
 from cellzoo.ranker.plot import append_log, load_log, round_correlations
 from cellzoo.ranker.random_cells import random_tree
 
-DATA = Path(os.environ.get("CELLZOO_DATA", "/work/shared/data"))
+NB = Path(os.environ.get("CELLZOO_DATA", "")) / "nas-bench-nlp"
 RNN = "Tanh(Add(MM(x), MM(h)))"
 
 
@@ -51,9 +51,13 @@ def test_score_errors_exit_2(ranker_file, tmp_path):
 @pytest.fixture(scope="module")
 def small_nbnlp(tmp_path_factory):
     """The first 120 real NAS-Bench-NLP runs, as a --data folder."""
+    if not (NB / "ptb_single_run.jsonl").is_file():
+        pytest.skip(f"NAS-Bench-NLP logs not found at {NB} (set CELLZOO_DATA)")
     folder = tmp_path_factory.mktemp("nb")
-    with open(DATA / "nas-bench-nlp" / "ptb_single_run.jsonl") as f:
+    with open(NB / "ptb_single_run.jsonl") as f:
         (folder / "ptb_single_run.jsonl").write_text("".join(islice(f, 120)))
+    with open(NB / "wikitext2_single_run.jsonl") as f:
+        (folder / "wikitext2_single_run.jsonl").write_text("".join(islice(f, 60)))
     return folder
 
 
@@ -63,10 +67,13 @@ def test_eval_nbnlp_json(small_nbnlp):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     out = json.loads(result.output.splitlines()[-1])
-    assert set(out["mean"]) == {"ranker", "baseline"}
-    assert set(out["mean"]["ranker"]) == {"tau", "rho", "auc"}
-    assert len(out["per_seed"]) == 2 and out["per_seed"][0]["test_finished"] > 10
-    assert -1 <= out["mean"]["baseline"]["tau"] <= 1
+    assert set(out["mean"]) == {"ranker", "forest", "forest_edges"}
+    assert set(out["mean"]["ranker"]) == {"tau", "rho", "auc", "tau_no_twins", "tau_better_half",
+                                          "tau_wt2", "tau_wt2_no_twins"}
+    seed = out["per_seed"][0]
+    assert len(out["per_seed"]) == 2 and seed["test_finished"] > 10
+    assert seed["wt2_finished"] > 40 and 0 <= seed["wt2_twins"] <= seed["wt2_finished"]
+    assert all(-1 <= v <= 1 for m in out["mean"].values() for v in m.values() if v is not None)
 
 
 def test_eval_nbnlp_errors_exit_2(small_nbnlp, tmp_path):
