@@ -28,18 +28,27 @@ def rank() -> None:
               show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=None, help="At most this many epochs.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--prior", default="none", show_default=True, metavar="PATH|default|none",
+              help="Fine-tune from a prior: a file, `default` (the NAS-Bench-NLP prior shipped "
+                   "in the package) or `none` (start cold; --loss and --seed apply).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def fit_command(zoo: str, out: str, task: str | None, loss: str, epochs: int | None, seed: int,
-                as_json: bool) -> None:
+                prior: str, as_json: bool) -> None:
     """Train a ranker on the runs of ZOO and save it to --out."""
     from cellzoo.ranker.fit import Ranker, RankerConfig
+    from cellzoo.ranker.prior import DEFAULT_PRIOR
 
     if not Path(zoo).is_file():
         raise RankError(f"zoo file {zoo} does not exist")
     runs = _zoo_runs(zoo, task)
     try:
-        ranker = Ranker(RankerConfig(loss=loss, seed=seed)).fit(runs, epochs=epochs)
-    except ValueError as e:
+        if prior == "none":
+            ranker = Ranker(RankerConfig(loss=loss, seed=seed))
+        else:
+            ranker = Ranker.from_prior(DEFAULT_PRIOR if prior == "default" else prior,
+                                       task=task or runs[0].task)
+        ranker.fit(runs, epochs=epochs)
+    except ValueError as e:  # PriorError included: it names the file
         raise RankError(f"cannot fit on {zoo}: {e}") from e
     ranker.save(out)
     last = ranker.history[-1] if ranker.history else {}

@@ -157,3 +157,17 @@ def test_fit_errors_exit_2(zoo_file, tmp_path):
     assert none.exit_code == 2 and "no runs for task 'ptb'" in none.output
     missing = CliRunner().invoke(main, ["rank", "fit", str(tmp_path / "no.h5"), "--out", "r.pt"])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_fit_from_the_shipped_prior_and_a_missing_prior(zoo_file, tmp_path):
+    out = tmp_path / "r.pt"
+    result = CliRunner().invoke(main, ["rank", "fit", str(zoo_file), "--out", str(out),
+                                       "--epochs", "2", "--prior", "default", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "synthetic" in json.loads(result.output)["tasks"]
+    fine_tuned = Ranker.load(out)
+    assert fine_tuned.pretrained and fine_tuned.target() == "synthetic"
+    missing = CliRunner().invoke(main, ["rank", "fit", str(zoo_file), "--out", str(out),
+                                        "--prior", str(tmp_path / "gone.pt")])
+    assert missing.exit_code == 2
+    assert "gone.pt does not exist" in missing.output and "--ranker-prior none" in missing.output
