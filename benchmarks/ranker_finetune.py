@@ -1,7 +1,8 @@
 """Fine-tuning a prior on a few results of a new task: NAS-Bench-NLP PTB -> WikiText-2.
 
     CELLZOO_DATA=/work/shared/data OMP_NUM_THREADS=1 \\
-        .venv/bin/python benchmarks/ranker_finetune.py [--train-size 1000] [--shots 10,30,100] [--seeds 3]
+        .venv/bin/python benchmarks/ranker_finetune.py [--train-size 1000] \\
+        [--shots 10,30,100] [--seeds 3]
 
 A prior is fitted on ``--train-size`` random PTB architectures (the PTB head only;
 no WikiText-2 run is seen). Then, per seed, ``k`` random finished WikiText-2

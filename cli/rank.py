@@ -190,8 +190,9 @@ def build_prior_command(data: str | None, out: str | None, limit: int | None,
                          epochs=epochs)
     out = out or str(DEFAULT_PRIOR)
     ranker.save(out, with_prior=False)
+    best = max(h["val_score"] for h in ranker.history)
     click.echo(f"prior fitted on {len(ptb.targets)} PTB and {len(wt2 or [])} WikiText-2 runs in "
-               f"{len(ranker.history)} epochs; saved {out}")
+               f"{len(ranker.history)} epochs (held-out tau {best:.3f}); saved {out}")
 
 
 def _no_nan(value):

@@ -139,7 +139,6 @@ class Ranker:
         self.task: str | None = None  # the default task of score and predict
         self.like: dict[str, str] = {}  # task (or ANY_TASK) -> head a new target starts from
         self.prior: dict | None = None  # the state every non-warm fit starts from
-        self.prior_file: str | None = None
 
     def _new_model(self) -> TreeRNN:
         return TreeRNN(ModelConfig(dim=self.config.dim, seed=self.config.seed))
@@ -159,7 +158,6 @@ class Ranker:
             return ranker
         ranker = cls()
         ranker.load_state_dict(read_prior(path))
-        ranker.prior_file = os.fspath(path)
         if task is not None:
             ranker.adopt(task)
         ranker.prior = ranker.state_dict(with_prior=False)

@@ -26,7 +26,7 @@ PTB_TARGET, WT2_TARGET = TARGETS["ptb"], TARGETS["wikitext-2"]
 #: which prior head a search's task starts from
 TASK_HEADS = {"ptb": PTB_TARGET, "wikitext-2": WT2_TARGET, ANY_TASK: PTB_TARGET}
 #: the configuration the shipped prior was built with (epochs capped to keep it < 5 min)
-PRIOR_CONFIG = RankerConfig(epochs=6, patience=3)
+PRIOR_CONFIG = RankerConfig(epochs=12, patience=3)
 
 
 class PriorError(ValueError):
