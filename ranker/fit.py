@@ -44,6 +44,7 @@ LOSSES = ("mse", "pairwise")
 DEFAULT_TASK = "default"
 FORMAT = 2
 ANY_TASK = "*"
+MIN_HELD_OUT = 20  # fewer runs than this: no held-out share, no early stopping
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ class RankerConfig:
     """How to train. ``loss``: 'mse' (Huber on standardised log ppl) or 'pairwise'
     (logistic loss on ordered pairs plus 0.1 x the regression loss, which keeps
     predicted perplexities on scale). ``finetune_*`` apply when the ranker starts
-    from a prior."""
+    from a prior; ``finetune_epochs_few`` when it has too few runs to hold some out
+    (more epochs then overfit them and rank worse than the prior alone)."""
 
     dim: int = 64
     loss: str = "pairwise"
@@ -66,6 +68,7 @@ class RankerConfig:
     seed: int = 0
     finetune_lr: float = 1e-3
     finetune_epochs: int = 30
+    finetune_epochs_few: int = 3
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -144,20 +147,24 @@ class Ranker:
         return TreeRNN(ModelConfig(dim=self.config.dim, seed=self.config.seed))
 
     @classmethod
-    def from_prior(cls, path: str | os.PathLike | None, task: str | None = None) -> Ranker:
+    def from_prior(cls, path: str | os.PathLike | None, task: str | None = None,
+                   config: RankerConfig | None = None) -> Ranker:
         """A ranker that starts from the prior at ``path`` and scores for ``task``: a task
         the prior knows uses its head, any other task starts from the prior's default head.
-        Fits fine-tune from the prior. ``path=None``: a cold ranker (no prior) with an
-        untrained head for ``task``. A missing or damaged file raises
-        `cellzoo.ranker.prior.PriorError` naming the file."""
+        Fits fine-tune from the prior with ``config`` (default: the defaults at the prior's
+        width). ``path=None``: a cold ranker (no prior) with an untrained head for ``task``.
+        A missing or damaged file raises `cellzoo.ranker.prior.PriorError` naming the file."""
         from cellzoo.ranker.prior import read_prior
 
+        ranker = cls(config or RankerConfig())
         if path is None:
-            ranker = cls()
             ranker.adopt(task or DEFAULT_TASK)
             return ranker
-        ranker = cls()
         ranker.load_state_dict(read_prior(path))
+        dim = ranker.model.dim
+        if config is not None and config.dim != dim:
+            raise ValueError(f"the prior {path} has width {dim}, the config asks for {config.dim}")
+        ranker.config = config or RankerConfig(dim=dim)
         if task is not None:
             ranker.adopt(task)
         ranker.prior = ranker.state_dict(with_prior=False)
@@ -214,17 +221,23 @@ class Ranker:
         train, val = self._split(len(z), rng)
         cfg = self.config
         lr = cfg.finetune_lr if self.pretrained else cfg.lr
-        epochs = epochs or (cfg.finetune_epochs if self.pretrained else cfg.epochs)
+        if not self.pretrained:
+            epochs = epochs or cfg.epochs
+        else:
+            epochs = epochs or (cfg.finetune_epochs if len(val) else cfg.finetune_epochs_few)
         with torch.random.fork_rng():
             torch.manual_seed(self.config.seed + len(self.history))
             self._train(data, z, train, val, epochs, lr, rng)
         return self
 
     def _restart(self) -> None:
+        """Back to initial weights, or to the prior's (keeping this ranker's training config)."""
         if self.prior is None:
             self.model, self.task_stats, self.history = self._new_model(), {}, []
             return
+        config = self.config
         self.load_state_dict({**self.prior, "prior": self.prior})
+        self.config = config
 
     def _update_stats(self, data: Examples) -> None:
         """Mean and std of log ppl per target, from the data's finished runs (two or more);
@@ -249,7 +262,7 @@ class Ranker:
 
     def _split(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         order = rng.permutation(n)
-        n_val = int(round(self.config.val_fraction * n)) if n >= 20 else 0
+        n_val = int(round(self.config.val_fraction * n)) if n >= MIN_HELD_OUT else 0
         return order[n_val:], order[:n_val]
 
     def _train(self, data: Examples, z: np.ndarray, train: np.ndarray, val: np.ndarray,
