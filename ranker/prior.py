@@ -25,7 +25,7 @@ DEFAULT_PRIOR = Path(__file__).with_name("nbnlp_prior.pt")
 PTB_TARGET, WT2_TARGET = TARGETS["ptb"], TARGETS["wikitext-2"]
 #: which prior head a search's task starts from
 TASK_HEADS = {"ptb": PTB_TARGET, "wikitext-2": WT2_TARGET, ANY_TASK: PTB_TARGET}
-#: the configuration the shipped prior was built with (epochs capped to keep it < 5 min)
+#: the configuration the shipped prior was built with (epochs capped to keep it under 10 min)
 PRIOR_CONFIG = RankerConfig(epochs=12, patience=3)
 
 
