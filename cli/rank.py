@@ -1,4 +1,4 @@
-"""`cellzoo rank ...` (fit, score, eval-nbnlp) and `cellzoo plot ranker RUN_DIR`."""
+"""`cellzoo rank ...` (fit, score, eval-nbnlp, build-prior) and `cellzoo plot ranker RUN_DIR`."""
 
 from __future__ import annotations
 
@@ -28,18 +28,27 @@ def rank() -> None:
               show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=None, help="At most this many epochs.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--prior", default="none", show_default=True, metavar="PATH|default|none",
+              help="Fine-tune from a prior: a file, `default` (the NAS-Bench-NLP prior shipped "
+                   "in the package) or `none` (start cold; --loss and --seed apply).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def fit_command(zoo: str, out: str, task: str | None, loss: str, epochs: int | None, seed: int,
-                as_json: bool) -> None:
+                prior: str, as_json: bool) -> None:
     """Train a ranker on the runs of ZOO and save it to --out."""
     from cellzoo.ranker.fit import Ranker, RankerConfig
+    from cellzoo.ranker.prior import DEFAULT_PRIOR, from_prior
 
     if not Path(zoo).is_file():
         raise RankError(f"zoo file {zoo} does not exist")
     runs = _zoo_runs(zoo, task)
     try:
-        ranker = Ranker(RankerConfig(loss=loss, seed=seed)).fit(runs, epochs=epochs)
-    except ValueError as e:
+        if prior == "none":
+            ranker = Ranker(RankerConfig(loss=loss, seed=seed))
+        else:
+            ranker = from_prior(DEFAULT_PRIOR if prior == "default" else prior,
+                                task=task or runs[0].task)
+        ranker.fit(runs, epochs=epochs)
+    except ValueError as e:  # PriorError included: it names the file
         raise RankError(f"cannot fit on {zoo}: {e}") from e
     ranker.save(out)
     last = ranker.history[-1] if ranker.history else {}
@@ -118,32 +127,72 @@ def _load(path: str):
 @click.option("--loss", type=click.Choice(["pairwise", "mse"]), default="pairwise",
               show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=None, help="At most this many epochs.")
-@click.option("--no-baseline", is_flag=True, help="Skip the random-forest baseline.")
+@click.option("--no-baseline", is_flag=True, help="Skip the random-forest baselines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def eval_nbnlp_command(train_size: int, test_size: int, seeds: int, data: str | None, loss: str,
                        epochs: int | None, no_baseline: bool, as_json: bool) -> None:
-    """Train on N NAS-Bench-NLP cells, test on others; ranker and baseline side by side."""
+    """Train on N NAS-Bench-NLP cells, test on others; ranker and forests side by side.
+
+    Also: tau without held-out twins of training cells, on the better half, and on
+    the WikiText-2 runs (when wikitext2_single_run.jsonl sits beside the PTB file)."""
     from cellzoo.ranker.evaluate import eval_nbnlp
     from cellzoo.ranker.fit import RankerConfig
-    from cellzoo.ranker.nbnlp import load_runs
 
-    try:
-        runs = load_runs(data)
-    except FileNotFoundError as e:
-        raise RankError(str(e)) from e
+    runs, wt2 = _nbnlp_runs(data)
     config = RankerConfig(loss=loss, **({"epochs": epochs} if epochs else {}))
     try:
         result = eval_nbnlp(runs, train_size, test_size, seeds, config, baseline=not no_baseline,
-                            progress=lambda line: click.echo(line, err=True))
+                            progress=lambda line: click.echo(line, err=True), wt2_runs=wt2)
     except ValueError as e:
         raise RankError(str(e)) from e
     if as_json:
         click.echo(json.dumps(_no_nan(result)))
         return
     click.echo(f"train {train_size}, test {test_size}, mean over {seeds} seed(s):")
-    click.echo(f"{'model':10} {'tau':>7} {'rho':>7} {'auc':>7}")
+    keys = list(result["mean"]["ranker"])
+    click.echo(f"{'model':13}" + "".join(f"{k:>17}" for k in keys))
     for model, m in result["mean"].items():
-        click.echo(f"{model:10} {m['tau']:7.3f} {m['rho']:7.3f} {m['auc']:7.3f}")
+        click.echo(f"{model:13}" + "".join(f"{m[k]:17.3f}" for k in keys))
+
+
+def _nbnlp_runs(data: str | None) -> tuple[list, list | None]:
+    """PTB runs (required) and WikiText-2 runs (None when that file is absent)."""
+    from cellzoo.ranker.nbnlp import load_runs
+
+    try:
+        runs = load_runs(data)
+    except FileNotFoundError as e:
+        raise RankError(str(e)) from e
+    try:
+        return runs, load_runs(data, dataset="wikitext-2")
+    except FileNotFoundError:
+        return runs, None
+
+
+@rank.command("build-prior")
+@click.option("--data", type=click.Path(), default=None,
+              help="Folder holding the NAS-Bench-NLP files (default $CELLZOO_DATA/nas-bench-nlp).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write it (default: the prior shipped in the package).")
+@click.option("--limit", type=click.IntRange(2), default=None,
+              help="Only the first N PTB runs (for a quick check).")
+@click.option("--epochs", type=click.IntRange(1), default=None,
+              help="At most this many epochs (default: the shipped prior's).")
+def build_prior_command(data: str | None, out: str | None, limit: int | None,
+                        epochs: int | None) -> None:
+    """Pre-train the ranker on NAS-Bench-NLP's PTB and WikiText-2 runs; save it as a prior."""
+    from cellzoo.ranker.evaluate import nbnlp_examples
+    from cellzoo.ranker.prior import DEFAULT_PRIOR, build_prior
+
+    runs, wt2 = _nbnlp_runs(data)
+    ptb = nbnlp_examples(runs[:limit])[0]
+    ranker = build_prior(ptb, nbnlp_examples(wt2, "wikitext-2")[0] if wt2 else None,
+                         epochs=epochs)
+    out = out or str(DEFAULT_PRIOR)
+    ranker.save(out, with_prior=False)
+    best = max(h["val_score"] for h in ranker.history)
+    click.echo(f"prior fitted on {len(ptb.targets)} PTB and {len(wt2 or [])} WikiText-2 runs in "
+               f"{len(ranker.history)} epochs (held-out tau {best:.3f}); saved {out}")
 
 
 def _no_nan(value):

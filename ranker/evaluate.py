@@ -1,10 +1,19 @@
-"""Judge the ranker and the baseline on NAS-Bench-NLP: same splits, same metrics, side by side.
+"""Judge the ranker and the baselines on NAS-Bench-NLP: same splits, same metrics, side by side.
 
-Per seed: shuffle the architectures, train on the first ``train_size`` (targets:
-final validation perplexity; divergence: status other than OK), test on the next
-``test_size``. Kendall tau and Spearman rho compare predicted log perplexity with
-the true final *test* perplexity over the test cells that finished; the
-divergence AUC uses every test cell.
+Per seed: shuffle the PTB architectures, train on the first ``train_size``
+(targets: final validation perplexity; divergence: status other than OK), test
+on the next ``test_size``. Kendall tau and Spearman rho compare predicted log
+perplexity with the true final *test* perplexity over the test cells that
+finished; the divergence AUC uses every test cell. Harder views of the same
+predictions:
+
+* ``tau_no_twins``: test cells whose graph (up to renaming of nodes,
+  `nbnlp.recipe_key`) is also in the training split are removed;
+* ``tau_better_half``: only the finished test cells at or below the median test
+  perplexity;
+* ``tau_wt2`` / ``tau_wt2_no_twins``: the same PTB-trained model ranks
+  NAS-Bench-NLP's finished WikiText-2 runs (transfer), with and without the
+  runs that have a twin in the PTB training split.
 """
 
 from __future__ import annotations
@@ -17,36 +26,58 @@ import numpy as np
 
 from cellzoo.ranker.baseline import CountBaseline
 from cellzoo.ranker.fit import Examples, Ranker, RankerConfig
-from cellzoo.ranker.graph import pack
+from cellzoo.ranker.graph import Packed, pack
 from cellzoo.ranker.metrics import divergence_auc, rank_metrics
-from cellzoo.ranker.nbnlp import NBRun, recipe_to_graph
+from cellzoo.ranker.nbnlp import TARGETS, NBRun, recipe_key, recipe_to_graph
 
-METRICS = ("tau", "rho", "auc")
+METRICS = ("tau", "rho", "auc", "tau_no_twins", "tau_better_half", "tau_wt2", "tau_wt2_no_twins")
+BASELINES = {"forest": False, "forest_edges": True}  # name -> edge counts as features
 
 
-def nbnlp_examples(runs: list[NBRun]) -> tuple[Examples, np.ndarray]:
-    """All runs as ranker `Examples` (targets: log final val ppl) and their log test ppl."""
+def nbnlp_examples(runs: list[NBRun], dataset: str = "ptb") -> tuple[Examples, np.ndarray]:
+    """All runs as ranker `Examples` (targets: log final val ppl; target name per dataset)
+    and their log test ppl."""
     packed = pack([recipe_to_graph(r.recipe) for r in runs])
     log_val = np.array([math.log(r.val_ppl) if r.finished else math.nan for r in runs])
     log_test = np.array([math.log(r.test_ppl) if r.finished else math.nan for r in runs])
     diverged = np.array([not r.finished for r in runs])
-    return Examples(packed, log_val, diverged, ["ptb"] * len(runs)), log_test
+    return Examples(packed, log_val, diverged, [TARGETS[dataset]] * len(runs)), log_test
 
 
-def _subset(data: Examples, idx: np.ndarray) -> Examples:
-    return Examples(data.packed.take(idx), data.log_ppl[idx], data.diverged[idx],
-                    [data.tasks[i] for i in idx])
+class _Judge:
+    """The test cells of one split (and the WikiText-2 runs) with what each metric needs."""
+
+    def __init__(self, log_test: np.ndarray, diverged: np.ndarray, twin: np.ndarray,
+                 wt2: tuple[Packed, np.ndarray, np.ndarray] | None):
+        self.log_test, self.diverged, self.twin, self.wt2 = log_test, diverged, twin, wt2
+        done = np.isfinite(log_test)
+        self.better = done & (log_test <= np.median(log_test[done])) if done.any() else done
+
+    def __call__(self, predict: Callable[[Packed], tuple[np.ndarray, np.ndarray]],
+                 packed: Packed) -> dict[str, float]:
+        pred, p_div = predict(packed)
+        out = {**rank_metrics(pred, self.log_test),
+               "auc": divergence_auc(p_div, self.diverged),
+               "tau_no_twins": _tau(pred, self.log_test, ~self.twin),
+               "tau_better_half": _tau(pred, self.log_test, self.better)}
+        if self.wt2 is not None:
+            wt2_packed, wt2_log_test, wt2_twin = self.wt2
+            wt2_pred = predict(wt2_packed)[0]
+            out["tau_wt2"] = _tau(wt2_pred, wt2_log_test, np.ones(len(wt2_twin), dtype=bool))
+            out["tau_wt2_no_twins"] = _tau(wt2_pred, wt2_log_test, ~wt2_twin)
+        return out
 
 
-def _judge(log_ppl: np.ndarray, p_div: np.ndarray, log_test: np.ndarray,
-           diverged: np.ndarray) -> dict[str, float]:
-    return {**rank_metrics(log_ppl, log_test), "auc": divergence_auc(p_div, diverged)}
+def _tau(pred: np.ndarray, true: np.ndarray, mask: np.ndarray) -> float:
+    return rank_metrics(pred[mask], true[mask])["tau"]
 
 
 def eval_nbnlp(runs: list[NBRun], train_size: int = 1000, test_size: int = 2000, seeds: int = 1,
                config: RankerConfig | None = None, baseline: bool = True,
-               progress: Callable[[str], None] | None = None) -> dict:
-    """Train and test on random splits for each seed; per-seed and mean metrics of both models."""
+               progress: Callable[[str], None] | None = None,
+               wt2_runs: list[NBRun] | None = None) -> dict:
+    """Train and test on random splits for each seed; per-seed and mean metrics of every model.
+    With ``wt2_runs``, each PTB-trained model also ranks those (the transfer score)."""
     if train_size < 2 or test_size < 2:
         raise ValueError("train and test sizes must be at least 2")
     if train_size + test_size > len(runs):
@@ -54,34 +85,50 @@ def eval_nbnlp(runs: list[NBRun], train_size: int = 1000, test_size: int = 2000,
                          f"{len(runs)} architectures available")
     config = config or RankerConfig()
     data, log_test = nbnlp_examples(runs)
+    keys = np.array([recipe_key(r.recipe) for r in runs])
+    wt2 = _wt2(wt2_runs)
     per_seed = []
     for seed in range(seeds):
         order = np.random.default_rng(seed).permutation(len(runs))
         train, test = order[:train_size], order[train_size: train_size + test_size]
-        trained, tested = _subset(data, train), _subset(data, test)
-        row = {"seed": seed, "test_finished": int(np.isfinite(log_test[test]).sum())}
+        trained, tested = data.take(train), data.take(test)
+        seen = set(keys[train])
+        twin = np.array([k in seen for k in keys[test]])
+        wt2_split = None if wt2 is None else (*wt2[:2], np.array([k in seen for k in wt2[2]]))
+        judge = _Judge(log_test[test], tested.diverged, twin, wt2_split)
+        row = {"seed": seed, "test_finished": int(np.isfinite(log_test[test]).sum()),
+               "test_twins": int(twin.sum())}
+        if wt2_split is not None:
+            row["wt2_finished"] = int(np.isfinite(wt2[1]).sum())
+            row["wt2_twins"] = int((wt2_split[2] & np.isfinite(wt2[1])).sum())
         start = time.perf_counter()
-        ranker = Ranker(RankerConfig(**{**config.to_dict(), "seed": seed}))
-        ranker.fit(trained)
-        pred, p = ranker.predict(tested.packed)
-        row["ranker"] = {**_judge(pred, p, log_test[test], tested.diverged),
+        ranker = Ranker(RankerConfig(**{**config.to_dict(), "seed": seed})).fit(trained)
+        row["ranker"] = {**judge(ranker.predict, tested.packed),
                          "seconds": time.perf_counter() - start, "epochs": len(ranker.history)}
-        if baseline:
+        for name, edges in BASELINES.items() if baseline else ():
             start = time.perf_counter()
-            rf = CountBaseline(seed=seed).fit(trained.packed, trained.log_ppl, trained.diverged)
-            pred, p = rf.predict(tested.packed)
-            row["baseline"] = {**_judge(pred, p, log_test[test], tested.diverged),
-                               "seconds": time.perf_counter() - start}
+            rf = CountBaseline(seed=seed, edges=edges).fit(trained.packed, trained.log_ppl,
+                                                           trained.diverged)
+            row[name] = {**judge(rf.predict, tested.packed),
+                         "seconds": time.perf_counter() - start}
         per_seed.append(row)
         if progress:
             progress(_line(row))
-    models = ["ranker", "baseline"] if baseline else ["ranker"]
+    models = ["ranker", *(BASELINES if baseline else ())]
+    metrics = [m for m in METRICS if m in per_seed[0]["ranker"]]
     return {
         "train_size": train_size, "test_size": test_size, "seeds": seeds,
         "config": config.to_dict(),
-        "mean": {m: {k: _mean([r[m][k] for r in per_seed]) for k in METRICS} for m in models},
+        "mean": {m: {k: _mean([r[m][k] for r in per_seed]) for k in metrics} for m in models},
         "per_seed": per_seed,
     }
+
+
+def _wt2(runs: list[NBRun] | None) -> tuple[Packed, np.ndarray, np.ndarray] | None:
+    if not runs:
+        return None
+    examples, log_test = nbnlp_examples(runs, "wikitext-2")
+    return examples.packed, log_test, np.array([recipe_key(r.recipe) for r in runs])
 
 
 def _mean(values: list[float]) -> float:
@@ -91,8 +138,10 @@ def _mean(values: list[float]) -> float:
 
 def _line(row: dict) -> str:
     parts = [f"seed {row['seed']}"]
-    for m in ("ranker", "baseline"):
+    for m in ("ranker", *BASELINES):
         if m in row:
             r = row[m]
-            parts.append(f"{m}: tau {r['tau']:.3f} rho {r['rho']:.3f} auc {r['auc']:.3f}")
+            parts.append(f"{m}: tau {r['tau']:.3f} no-twins {r['tau_no_twins']:.3f} "
+                         f"better-half {r['tau_better_half']:.3f}"
+                         + (f" wt2 {r['tau_wt2']:.3f}" if "tau_wt2" in r else ""))
     return " | ".join(parts)

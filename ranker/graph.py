@@ -4,8 +4,9 @@ The ranker's vocabulary is the DSL's (sources and operators from `cellzoo.dsl.op
 plus a few node types that only NAS-Bench-NLP recipes produce (see `nbnlp.py`):
 ``h2`` (a third state slot), ``LeakyReLU``, ``Mem2`` (marks the third slot's new
 value) and ``Root2``/``Root3`` (join a cell's outputs when its memory updates are
-not on the path to h(t)). The vocabulary's order is part of a saved ranker's
-identity: append, never reorder.
+not on the path to h(t)). The ids in packed arrays are this process's order of
+`VOCAB` and are never saved: a saved ranker keys its weights by node-type name
+(`cellzoo.ranker.model`), so adding an operator anywhere in the table shifts nothing.
 
 A `Packed` holds many cells as one set of numpy arrays (node operator ids,
 children as local indices, each node's level = 1 + its deepest child's level),
@@ -113,6 +114,15 @@ class Packed:
         ptr = np.concatenate([[0], np.cumsum(sizes)])
         nodes = np.repeat(starts - ptr[:-1], sizes) + np.arange(ptr[-1])
         return Packed(self.op[nodes], self.kids[nodes], self.level[nodes], ptr)
+
+
+def concat(parts: Sequence[Packed]) -> Packed:
+    """Several packed batches as one, in order."""
+    offsets = np.cumsum([0] + [p.ptr[-1] for p in parts[:-1]])
+    ptr = np.concatenate([[0]] + [p.ptr[1:] + o for p, o in zip(parts, offsets, strict=True)])
+    op, kids, level = (np.concatenate([getattr(p, f) for p in parts])
+                       for f in ("op", "kids", "level"))
+    return Packed(op, kids, level, ptr.astype(np.int64))
 
 
 def pack(cells) -> Packed:

@@ -1,4 +1,4 @@
-"""NAS-Bench-NLP (Klyuchnikov et al., 2020): read its PTB logs and map its recipes to cells.
+"""NAS-Bench-NLP (Klyuchnikov et al., 2020): read its logs and map its recipes to and from cells.
 
 A recipe is a dict ``node -> {"op", "input"}`` over inputs ``x``, ``h_prev_0..2``;
 ``h_new_0`` is the output h(t), ``h_new_1``/``h_new_2`` carry extra state.
@@ -19,10 +19,15 @@ MM instead of one per linear: the same function class); ``elementwise_sum/prod``
 ``blend(z, a, b) = z*a + (1-z)*b`` -> ``Gate3(a, b, u)`` when ``z = sigm(u)``
 (Gate3 applies the sigmoid itself), otherwise ``Add(b, Mult(z, Sub(a, b)))``
 (extended operator ``Sub``; ``b`` is shared in the DAG, copied in the tree).
+
+The other way, `dsl_to_recipe` writes a DSL tree as a recipe where the operators
+correspond (see `DSL_NOTES` for where they do only approximately or not at all),
+and `recipe_key` names a recipe's graph up to renaming of its nodes (twins).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -32,10 +37,13 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from cellzoo.dsl import Node, problems
+from cellzoo.dsl import Node, preorder, problems
 from cellzoo.ranker.graph import CellGraph
 
 PTB_FILE = "ptb_single_run.jsonl"
+FILES = {"ptb": PTB_FILE, "wikitext-2": "wikitext2_single_run.jsonl"}
+#: the ranker target (head) of each dataset's results
+TARGETS = {dataset: f"nas-bench-nlp/{dataset}" for dataset in FILES}
 REFERENCE_IDS = {"rnn": 1000000, "lstm": 1000001, "gru": 1000002}
 
 SOURCE_OF = {"x": "x", "h_prev_0": "h", "h_prev_1": "c", "h_prev_2": "h2"}
@@ -67,26 +75,31 @@ class NBRun:
     test_ppl: float  # nan unless finished
 
 
-def data_file(data: str | os.PathLike | None = None) -> Path:
-    """The PTB log file: ``data`` (a folder or the file), else $CELLZOO_DATA/nas-bench-nlp/."""
+def data_file(data: str | os.PathLike | None = None, dataset: str = "ptb") -> Path:
+    """The log file of ``dataset`` (`FILES`): in folder ``data`` (or beside the file ``data``,
+    or in its ``nas-bench-nlp/`` subfolder), else in $CELLZOO_DATA/nas-bench-nlp/."""
+    name = FILES[dataset]
     if data is None:
         root = os.environ.get("CELLZOO_DATA")
         if not root:
             raise FileNotFoundError(
                 "NAS-Bench-NLP logs not found: pass --data DIR or set CELLZOO_DATA to the folder "
-                f"that holds nas-bench-nlp/{PTB_FILE}")
+                f"that holds nas-bench-nlp/{name}")
         data = Path(root) / "nas-bench-nlp"
     path = Path(data)
+    if path.is_file():
+        path = path.parent
     if path.is_dir():
-        path = path / PTB_FILE if (path / PTB_FILE).exists() else path / "nas-bench-nlp" / PTB_FILE
+        path = path / name if (path / name).exists() else path / "nas-bench-nlp" / name
     if not path.is_file():
         raise FileNotFoundError(f"NAS-Bench-NLP logs not found at {path}")
     return path
 
 
-def load_runs(data: str | os.PathLike | None = None, limit: int | None = None) -> list[NBRun]:
-    """The runs of the PTB file in file order (sorted by id); the first ``limit`` if given."""
-    return list(islice(_iter_runs(data_file(data)), limit))
+def load_runs(data: str | os.PathLike | None = None, limit: int | None = None,
+              dataset: str = "ptb") -> list[NBRun]:
+    """The runs of ``dataset``'s file in file order (sorted by id); the first ``limit`` if given."""
+    return list(islice(_iter_runs(data_file(data, dataset)), limit))
 
 
 def _iter_runs(path: Path) -> Iterator[NBRun]:
@@ -267,3 +280,130 @@ def mapping_report(runs: list[NBRun]) -> dict[str, int]:
         counts["exact" if not notes else "inexact"] += 1
     return {"recipes": len(runs), "exact": counts["exact"], "inexact": counts["inexact"],
             **{k: counts[k] for k in INEXACT}}
+
+
+# --- twins: a recipe's graph up to renaming of its nodes -----------------------------------
+
+COMMUTATIVE_OPS = {"linear", "elementwise_sum", "elementwise_prod"}
+
+
+def recipe_key(recipe: dict) -> str:
+    """A digest of the recipe's graph that ignores node names and the order of the inputs
+    of ``linear`` and the elementwise ops: two recipes that differ only in those are twins.
+
+    Each node reachable from an output gets a Merkle digest of its op and its inputs'
+    digests; the key digests the outputs' digests in slot order and how many distinct
+    nodes carry each digest (so one shared node and two copies of it differ)."""
+    digest: dict[str, str] = {}
+
+    def node(name: str) -> str:
+        if name in SOURCE_OF:
+            return name
+        if name not in digest:
+            spec = recipe[name]
+            ins = [node(i) for i in spec["input"]]
+            if spec["op"] in COMMUTATIVE_OPS:
+                ins.sort()
+            digest[name] = _sha(json.dumps([spec["op"], ins]))
+        return digest[name]
+
+    outs = sorted((k for k in recipe if k.startswith("h_new_") and k[6:].isdigit()),
+                  key=lambda k: int(k[6:]))
+    roots = [node(k) for k in outs]
+    return _sha(json.dumps([roots, sorted(Counter(digest.values()).items())]))
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+# --- DSL -> NAS-Bench-NLP -------------------------------------------------------------------
+
+DSL_SOURCE = {"x": "x", "h": "h_prev_0", "c": "h_prev_1"}
+DSL_OP = {"MM": "linear", "Add": "elementwise_sum", "Mult": "elementwise_prod",
+          "Tanh": "activation_tanh", "Sigmoid": "activation_sigm"}
+#: DSL operators that map only approximately
+DSL_APPROX = {"ReLU": "activation_leaky_relu", "SeLU": "activation_leaky_relu"}
+#: the ranker node types NAS-Bench-NLP recipes produce (`recipe_to_graph`)
+NB_NODE_TYPES = frozenset({"x", "h", "c", "h2", "MM", "Add", "Mult", "Tanh", "Sigmoid",
+                           "LeakyReLU", "Gate3", "Sub", "Mem", "Mem2", "Root2", "Root3"})
+#: DSL node types absent from NAS-Bench-NLP -> the NAS-Bench-NLP node type a prior
+#: trained on it lends them (approximate: ReLU and SeLU as leaky ReLU, x(t-1) as x(t))
+STAND_INS = {"ReLU": "LeakyReLU", "SeLU": "LeakyReLU", "x_prev": "x"}
+#: why a DSL cell does not map exactly (keys of `dsl_to_recipe`'s notes)
+DSL_NOTES = {
+    "relu_as_leaky": "ReLU became activation_leaky_relu (NAS-Bench-NLP has no plain ReLU)",
+    "selu_as_leaky": "SeLU became activation_leaky_relu (NAS-Bench-NLP has no SeLU)",
+    "unmapped": "an operator or source with no NAS-Bench-NLP counterpart (x_prev, Sub, Div, "
+                "Sin, Cos, PosEnc, LayerNorm, Max, Min, or Mem of a bare source)",
+}
+
+
+def dsl_to_recipe(cell: Node) -> tuple[dict | None, list[str]]:
+    """The DSL tree as a NAS-Bench-NLP recipe and the `DSL_NOTES` keys that apply (empty:
+    exact); None when an operator has no counterpart. ``MM(a)`` -> ``linear(a)``,
+    ``Gate3(a, b, f)`` -> ``blend(sigm(f), a, b)``, ``Mem(a)``: ``a`` becomes ``h_new_1``."""
+    notes = sorted({f"{op.lower()}_as_leaky" for op in DSL_APPROX
+                    if any(n.op == op for n in preorder(cell))})
+    recipe: dict = {}
+    try:
+        name = _recipe_node(cell, recipe, root=True)
+    except _Unmapped:
+        return None, [*notes, "unmapped"]
+    if name != "h_new_0":
+        return None, [*notes, "unmapped"]
+    return recipe, notes
+
+
+class _Unmapped(Exception):
+    pass
+
+
+def _recipe_node(node: Node, recipe: dict, root: bool = False) -> str:
+    """Add node (and its subtree) to recipe; return the name its parent reads."""
+    if node.op in DSL_SOURCE:
+        return DSL_SOURCE[node.op]
+    if node.op == "Mem":
+        inner = node.children[0]
+        if inner.op in DSL_SOURCE or inner.op == "Mem":
+            raise _Unmapped
+        name = _recipe_node(inner, recipe)
+        recipe["h_new_1"] = recipe.pop(name)
+        return "h_new_1"
+    kids = [_recipe_node(k, recipe) for k in node.children]
+    if node.op == "Gate3":
+        gate = _fresh(recipe)
+        recipe[gate] = {"op": "activation_sigm", "input": [kids[2]]}
+        spec = {"op": "blend", "input": [gate, kids[0], kids[1]]}
+    elif node.op in DSL_OP or node.op in DSL_APPROX:
+        spec = {"op": DSL_OP.get(node.op) or DSL_APPROX[node.op], "input": kids}
+    else:
+        raise _Unmapped
+    name = "h_new_0" if root else _fresh(recipe)
+    recipe[name] = spec
+    return name
+
+
+def _fresh(recipe: dict) -> str:
+    return f"node_{len(recipe)}"
+
+
+def dsl_mapping_report(cells: list[Node]) -> dict[str, int]:
+    """How many DSL cells map exactly, approximately or not at all, how often each note
+    applies, how many cells hold each node type that has no counterpart, and how many a
+    NAS-Bench-NLP prior covers (every node type seen by it or lent by a `STAND_INS`)."""
+    counts: Counter[str] = Counter()
+    blockers: Counter[str] = Counter()
+    mapped = {*DSL_SOURCE, *DSL_OP, *DSL_APPROX, "Gate3", "Mem"}
+    for cell in cells:
+        recipe, notes = dsl_to_recipe(cell)
+        counts.update(notes)
+        counts["exact" if recipe is not None and not notes else
+               "approximate" if recipe is not None else "unmapped_cells"] += 1
+        types = {n.op for n in preorder(cell)}
+        blockers.update(types - mapped)
+        counts["prior_covers"] += types <= NB_NODE_TYPES | set(STAND_INS)
+    return {"cells": len(cells), "exact": counts["exact"], "approximate": counts["approximate"],
+            "unmapped": counts["unmapped_cells"],
+            **{k: counts[k] for k in DSL_NOTES if k != "unmapped"},
+            "cells_with": dict(sorted(blockers.items())), "prior_covers": counts["prior_covers"]}

@@ -51,6 +51,8 @@ def small_nbnlp(tmp_path_factory, nbnlp_data):
     folder = tmp_path_factory.mktemp("nb")
     with open(nbnlp_data / "ptb_single_run.jsonl") as f:
         (folder / "ptb_single_run.jsonl").write_text("".join(islice(f, 120)))
+    with open(nbnlp_data / "wikitext2_single_run.jsonl") as f:
+        (folder / "wikitext2_single_run.jsonl").write_text("".join(islice(f, 60)))
     return folder
 
 
@@ -60,10 +62,13 @@ def test_eval_nbnlp_json(small_nbnlp):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     out = json.loads(result.output.splitlines()[-1])
-    assert set(out["mean"]) == {"ranker", "baseline"}
-    assert set(out["mean"]["ranker"]) == {"tau", "rho", "auc"}
-    assert len(out["per_seed"]) == 2 and out["per_seed"][0]["test_finished"] > 10
-    assert -1 <= out["mean"]["baseline"]["tau"] <= 1
+    assert set(out["mean"]) == {"ranker", "forest", "forest_edges"}
+    assert set(out["mean"]["ranker"]) == {"tau", "rho", "auc", "tau_no_twins", "tau_better_half",
+                                          "tau_wt2", "tau_wt2_no_twins"}
+    seed = out["per_seed"][0]
+    assert len(out["per_seed"]) == 2 and seed["test_finished"] > 10
+    assert seed["wt2_finished"] > 40 and 0 <= seed["wt2_twins"] <= seed["wt2_finished"]
+    assert all(-1 <= v <= 1 for m in out["mean"].values() for v in m.values() if v is not None)
 
 
 def test_eval_nbnlp_errors_exit_2(small_nbnlp, tmp_path):
@@ -145,3 +150,17 @@ def test_fit_errors_exit_2(zoo_file, tmp_path):
     assert none.exit_code == 2 and "no runs for task 'ptb'" in none.output
     missing = CliRunner().invoke(main, ["rank", "fit", str(tmp_path / "no.h5"), "--out", "r.pt"])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_fit_from_the_shipped_prior_and_a_missing_prior(zoo_file, tmp_path):
+    out = tmp_path / "r.pt"
+    result = CliRunner().invoke(main, ["rank", "fit", str(zoo_file), "--out", str(out),
+                                       "--epochs", "2", "--prior", "default", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "synthetic" in json.loads(result.output)["tasks"]
+    fine_tuned = Ranker.load(out)
+    assert fine_tuned.pretrained and fine_tuned.target() == "synthetic"
+    missing = CliRunner().invoke(main, ["rank", "fit", str(zoo_file), "--out", str(out),
+                                        "--prior", str(tmp_path / "gone.pt")])
+    assert missing.exit_code == 2
+    assert "gone.pt does not exist" in missing.output and "--ranker-prior none" in missing.output

@@ -48,22 +48,23 @@ def test_cell_graph_rejects_bad_structure():
 @pytest.mark.parametrize("kind", ["trees", "dags"])
 def test_batched_forward_equals_node_by_node_reference(kind):
     torch.manual_seed(0)
-    model = TreeRNN(ModelConfig(dim=8))
+    model = TreeRNN(ModelConfig(dim=8, targets=("a", "b")))
     rng = random.Random(1)
     cells = ([random_tree(rng, 7) for _ in range(25)] if kind == "trees"
              else [random_dag(rng, rng.randint(3, 20)) for _ in range(25)])
-    reg, div = model(plan(pack(cells)))
+    heads = torch.tensor([i % 2 for i in range(25)])
+    reg, div = model(plan(pack(cells)), heads)
     for i, cell in enumerate(cells):
         graph = cell if isinstance(cell, CellGraph) else graph_from_node(cell)
-        r, d = model.forward_reference(graph)
+        r, d = model.forward_reference(graph, i % 2)
         assert torch.allclose(reg[i], r, atol=1e-5) and torch.allclose(div[i], d, atol=1e-5)
 
 
 def test_batched_gradients_equal_reference_gradients():
     torch.manual_seed(0)
-    model = TreeRNN(ModelConfig(dim=6))
+    model = TreeRNN(ModelConfig(dim=6, targets=("a",)))
     cells = [random_dag(random.Random(s), 10) for s in range(6)]
-    reg, div = model(plan(pack(cells)))
+    reg, div = model(plan(pack(cells)), torch.zeros(6, dtype=torch.long))
     (reg.sum() + div.sum()).backward()
     batched = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
@@ -106,7 +107,7 @@ SMALL = RankerConfig(dim=16, epochs=20, batch_size=64, patience=20, seed=3)
 
 def test_fit_improves_ranking_over_an_untrained_model():
     train, test = _synthetic_runs(240, seed=0), _synthetic_runs(120, seed=1)
-    untrained = _tau(Ranker(SMALL), test)
+    untrained = _tau(_cold(), test)
     ranker = Ranker(SMALL).fit(train)
     trained = _tau(ranker, test)
     assert trained > 0.3 and trained > untrained + 0.2
@@ -119,10 +120,10 @@ def test_fit_improves_ranking_over_an_untrained_model():
 def test_warm_refit_continues_from_current_weights():
     runs = _synthetic_runs(120)
     ranker = Ranker(SMALL).fit(runs, epochs=3)
-    before = ranker.state_dict()["model"]["reg_head.weight"].clone()
+    before = ranker.state_dict()["model"]["heads.0.weight"].clone()
     ranker.fit(runs, epochs=2, warm=True)
     assert len(ranker.history) == 5
-    assert not torch.equal(before, ranker.state_dict()["model"]["reg_head.weight"])
+    assert not torch.equal(before, ranker.state_dict()["model"]["heads.0.weight"])
 
 
 def test_fit_accepts_run_records_and_skips_failed():
@@ -169,10 +170,16 @@ def test_same_seed_same_ranker_and_the_global_rng_is_untouched():
     assert not np.array_equal(a.score(cells), c.score(cells))
 
 
-def test_score_prefers_predicted_better_and_safer_cells():
+def _cold() -> Ranker:
     ranker = Ranker(SMALL)
+    ranker.adopt("default")
+    return ranker
+
+
+def test_score_prefers_predicted_better_and_safer_cells():
+    ranker = _cold()
     cells = _cells(20)
-    z, p = ranker._raw(pack(cells))
+    z, p = ranker._raw(pack(cells), 0)
     assert np.allclose(ranker.score(cells), -z - SMALL.div_penalty * p)
 
 

@@ -7,8 +7,11 @@ from cellzoo.dsl import canonical_text, is_valid, parse
 from cellzoo.ranker.nbnlp import (
     REFERENCE_IDS,
     data_file,
+    dsl_mapping_report,
+    dsl_to_recipe,
     load_runs,
     mapping_report,
+    recipe_key,
     recipe_to_dsl,
     recipe_to_graph,
 )
@@ -117,3 +120,54 @@ def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):
         data_file(None)
     with pytest.raises(FileNotFoundError, match="not found at"):
         data_file(tmp_path)
+
+
+def _library_cells():
+    from cellzoo.dsl.library import LIBRARY
+
+    return {name: parse(cell.expr) for name, cell in LIBRARY.items()}
+
+
+def test_library_cells_that_map_exactly_round_trip():
+    exact = 0
+    for name, cell in _library_cells().items():
+        recipe, notes = dsl_to_recipe(cell)
+        if recipe is None or notes:
+            continue
+        exact += 1
+        back, back_notes = recipe_to_dsl(recipe)
+        assert back_notes == [], name
+        assert canonical_text(back) == canonical_text(cell), name
+    assert exact >= 8  # tanh-RNN, LSTM, GRUs, MGU, ... (see docs/ranker.md)
+
+
+def test_dsl_mapping_notes():
+    assert dsl_to_recipe(parse("ReLU(Add(MM(x), MM(h)))"))[1] == ["relu_as_leaky"]
+    assert dsl_to_recipe(parse("Tanh(Add(MM(x_prev), MM(h)))")) == (None, ["unmapped"])
+    gate = dsl_to_recipe(parse("Gate3(h, Tanh(MM(x)), MM(h))"))[0]
+    assert gate["h_new_0"]["op"] == "blend"
+    assert gate[gate["h_new_0"]["input"][0]]["op"] == "activation_sigm"
+    report = dsl_mapping_report(list(_library_cells().values()))
+    assert report["exact"] + report["approximate"] + report["unmapped"] == report["cells"]
+
+
+def test_recipe_key_ignores_names_and_input_order_but_not_sharing():
+    a = {"g": _lin("x", "h_prev_0"), "h_new_0": {"op": "activation_tanh", "input": ["g"]}}
+    renamed = {"q7": _lin("h_prev_0", "x"), "h_new_0": {"op": "activation_tanh", "input": ["q7"]}}
+    assert recipe_key(a) == recipe_key(renamed)
+    shared = {"s": _lin("x"), "h_new_0": {"op": "elementwise_prod", "input": ["s", "s"]}}
+    copies = {"s": _lin("x"), "t": _lin("x"),
+              "h_new_0": {"op": "elementwise_prod", "input": ["s", "t"]}}
+    assert recipe_key(shared) != recipe_key(copies)
+    blend = {"z": {"op": "activation_sigm", "input": ["x"]},
+             "h_new_0": {"op": "blend", "input": ["z", "x", "h_prev_0"]}}
+    swapped = {"z": {"op": "activation_sigm", "input": ["x"]},
+               "h_new_0": {"op": "blend", "input": ["z", "h_prev_0", "x"]}}
+    assert recipe_key(blend) != recipe_key(swapped)  # blend is not commutative
+
+
+def test_wikitext2_runs_load_beside_the_ptb_file(nbnlp_data):
+    wt2 = load_runs(nbnlp_data, dataset="wikitext-2")
+    assert len(wt2) == 345 and sum(r.finished for r in wt2) == 341
+    lstm = next(r for r in wt2 if r.id == REFERENCE_IDS["lstm"])
+    assert round(lstm.test_ppl, 2) == 91.91
