@@ -19,12 +19,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from cellzoo.common.errors import UserError
+
 log = logging.getLogger(__name__)
 
 Arrays = dict[str, np.ndarray]
 
 
-class AnalysisError(Exception):
+class AnalysisError(UserError):
     """An analysis problem a user can fix (bad selection, mismatched vocabularies, busy cache)."""
 
 

@@ -10,6 +10,14 @@ import importlib
 
 import click
 
+from cellzoo.common.errors import UserError
+
+
+class Failure(click.ClickException):
+    """How a `UserError` or an unusable path reaches the user: 'Error: ...', exit code 2."""
+
+    exit_code = UserError.exit_code
+
 # command name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
     "dsl": "cellzoo.cli.dsl:dsl",
@@ -49,6 +57,18 @@ class LazyGroup(click.Group):
             return None
         module_name, attr = self.lazy[cmd_name].split(":")
         return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx: click.Context):
+        """Run the subcommand; a user error (or a file the OS refuses) exits 2 without a
+        traceback. Every other exception is an internal error (exit code 1)."""
+        try:
+            return super().invoke(ctx)
+        except UserError as err:
+            raise Failure(str(err)) from None
+        except OSError as err:
+            if err.filename is None:
+                raise
+            raise Failure(f"{err.filename}: {err.strerror or err}") from None
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS)

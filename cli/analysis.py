@@ -16,6 +16,7 @@ from cellzoo.analysis.cache import AnalysisCache, AnalysisError, default_cache_p
 from cellzoo.analysis.compare import Comparison, comparison, draw_comparison
 from cellzoo.analysis.selection import labels, select_runs
 from cellzoo.analysis.similarity import similarity_matrix
+from cellzoo.common.errors import UserError
 from cellzoo.train import CorpusNotFoundError, load_corpus
 from cellzoo.zoo import Zoo, ZooError
 from cellzoo.zoo.records import json_safe
@@ -23,16 +24,13 @@ from cellzoo.zoo.records import json_safe
 DEFAULT_TOP = 8
 
 
-class AnalysisCommandError(click.ClickException):
-    exit_code = 2
-
 
 @contextmanager
 def _errors() -> Iterator[None]:
     try:
         yield
     except (AnalysisError, ZooError, CorpusNotFoundError, ValueError) as err:
-        raise AnalysisCommandError(str(err)) from None
+        raise UserError(str(err)) from None
 
 
 def _cache(zoo_path: str, cache: str | None, no_cache: bool) -> AnalysisCache:

@@ -7,13 +7,8 @@ from pathlib import Path
 
 import click
 
+from cellzoo.common.errors import UserError
 from cellzoo.dsl import Limits, cell_hash, to_text
-
-
-class ControllerError(click.ClickException):
-    """A failure the user can fix (an unreadable checkpoint): message and exit code 2."""
-
-    exit_code = 2
 
 
 def load_controller(path: Path):
@@ -26,16 +21,16 @@ def load_controller(path: Path):
             return Controller.load(path)
         found = load_checkpoint(path)
         if found is None:
-            raise ControllerError(f"{path} holds no search checkpoint")
+            raise UserError(f"{path} holds no search checkpoint")
         state = found[1].get("proposer")
         if state is None:
-            raise ControllerError(f"the search in {path} has no controller state "
+            raise UserError(f"the search in {path} has no controller state "
                                        f"(it ran without --controller)")
         controller = Controller(pretrain=False, hidden=state["config"]["hidden"])
         controller.load_state_dict(state)
         return controller
     except (CheckpointError, ValueError, KeyError, RuntimeError, OSError) as err:
-        raise ControllerError(f"{path}: cannot load a controller ({err})") from None
+        raise UserError(f"{path}: cannot load a controller ({err})") from None
 
 
 @click.group()

@@ -11,14 +11,9 @@ from typing import Any
 
 import click
 
+from cellzoo.common.errors import UserError
 from cellzoo.evolve.config import EXECUTORS, OP_LEVELS, STRATEGIES, ConfigError, SearchConfig
 from cellzoo.train import PROXIES
-
-
-class CommandError(click.ClickException):
-    """A failure the user can fix (missing corpus, locked zoo, foreign checkpoint): exit 2."""
-
-    exit_code = 2
 
 
 @click.command()
@@ -101,10 +96,10 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
             search.on_event = reporter
             search.run()
     except KeyboardInterrupt:
-        raise CommandError(f"interrupted; continue with `cellzoo evolve --resume {run_dir}`") \
+        raise UserError(f"interrupted; continue with `cellzoo evolve --resume {run_dir}`") \
             from None
     except (search_mod.SearchError, ZooError, OSError, ValueError) as err:
-        raise CommandError(str(err)) from None
+        raise UserError(str(err)) from None
     _report(search, as_json)
 
 
@@ -133,7 +128,7 @@ def _resolve(run_dir: Path, config_file: str | None, resume: bool,
     except ConfigError as err:
         raise click.UsageError(str(err)) from None
     except ValueError as err:  # an unreadable checkpoint
-        raise CommandError(str(err)) from None
+        raise UserError(str(err)) from None
     if config.zoo is None:
         raise click.UsageError("missing --zoo PATH (the HDF5 zoo that receives the cells)")
     return config
@@ -177,9 +172,9 @@ def plot_progress(run_dirs: tuple[str, ...], out: str, title: str | None,
     try:
         frame = progress_frame(run_dirs)
     except ProgressDataError as err:
-        raise CommandError(str(err)) from None
+        raise UserError(str(err)) from None
     if frame.empty:
-        raise CommandError("the run directories hold no trained candidate yet")
+        raise UserError("the run directories hold no trained candidate yet")
     if csv_out:
         frame.to_csv(csv_out, index=False)
     path = draw_progress(frame, out, title)

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from cellzoo.common.errors import UserError
 from cellzoo.dsl.library import LIBRARY, resolve_cell
 from cellzoo.dsl.parse import DSLError
 from cellzoo.train.checkpoint import CheckpointError
@@ -26,11 +27,6 @@ from cellzoo.train.progress import progress_reporter
 
 TASK_CHOICES = click.Choice(sorted(PROXIES))
 
-
-class CommandError(click.ClickException):
-    """A failure the user can fix (missing corpus, failed download): message and exit code 2."""
-
-    exit_code = 2
 
 
 
@@ -121,7 +117,7 @@ def _matched(node, reference: str, config: TrainConfig, data_dir: str | None) ->
         vocab = load_corpus(config.task, data_dir).vocab_size
         hidden, count, target = matched_hidden(node, ref, vocab, config)
     except (CorpusNotFoundError, ValueError) as err:
-        raise CommandError(str(err)) from None
+        raise UserError(str(err)) from None
     click.echo(f"hidden {hidden}: {count:,} parameters; {reference} at hidden {config.hidden}: "
                f"{target:,} ({count / target - 1:+.1%})", err=True)
     return config.replace(hidden=hidden)
@@ -157,7 +153,7 @@ def _run(node, config: TrainConfig, data_dir: str | None, report, checkpoint_dir
     try:
         return train_cell(node, config, data_dir, report, checkpoint_dir)
     except (CorpusNotFoundError, CheckpointError, ValueError) as err:
-        raise CommandError(str(err)) from None
+        raise UserError(str(err)) from None
 
 
 def _is_library_name(cell: str) -> bool:
@@ -171,7 +167,7 @@ def _store(zoo_path: str, result: TrainResult, origin: str) -> None:
         with Zoo.open(zoo_path, "a") as zoo:
             zoo.add_run(result, lineage={"origin": origin})
     except ZooError as err:
-        raise CommandError(str(err)) from None
+        raise UserError(str(err)) from None
 
 
 def _print(result: TrainResult, as_json: bool) -> None:
@@ -202,7 +198,7 @@ def data_path(task: str, data_dir: str | None) -> None:
     for folder, ok in zip(folders, found, strict=True):
         click.echo(f"{'found  ' if ok else 'missing'} {folder}")
     if not any(found):
-        raise CommandError(str(CorpusNotFoundError(task, folders)))
+        raise UserError(str(CorpusNotFoundError(task, folders)))
 
 
 @data.command("fetch")
@@ -214,6 +210,6 @@ def data_fetch(task: str, dest: str | None) -> None:
     try:
         folder = fetch_corpus(task, Path(dest) if dest else None)
     except FetchError as err:
-        raise CommandError(str(err)) from None
+        raise UserError(str(err)) from None
     click.echo(f"{task}: {folder}")
 

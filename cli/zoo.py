@@ -13,27 +13,16 @@ from pathlib import Path
 
 import click
 
-from cellzoo.zoo.records import STATUSES, Run, ZooError, json_safe
+from cellzoo.zoo.records import STATUSES, Run, json_safe
 from cellzoo.zoo.store import Zoo
 
 EXPR_WIDTH = 48
 
 
-class ZooCommandError(click.ClickException):
-    exit_code = 2
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except ZooError as err:
-        raise ZooCommandError(str(err)) from None
-
 
 @contextmanager
 def _open(path: str, mode: str = "r") -> Iterator[Zoo]:
-    with _errors(), Zoo.open(path, mode) as zoo:
+    with Zoo.open(path, mode) as zoo:
         yield zoo
 
 
@@ -114,7 +103,7 @@ def show(path: str, hash_prefix: str) -> None:
     """A cell: DSL text, tree, every run with its learning curve, and its lineage."""
     from cellzoo.zoo.render import show_lines
 
-    with _open(path) as z, _errors():
+    with _open(path) as z:
         click.echo("\n".join(show_lines(z, hash_prefix)))
 
 
@@ -128,7 +117,7 @@ def export(path: str, hash_prefix: str, out_dir: str, run_prefix: str | None) ->
     """Write DSL text, config, state_dict and a TorchScript model of a trained cell."""
     from cellzoo.zoo.export import choose_run, export_run
 
-    with _open(path) as z, _errors():
+    with _open(path) as z:
         run = choose_run(z, hash_prefix, run_prefix)
         for file in export_run(z, run, Path(out_dir)):
             click.echo(str(file))
@@ -139,7 +128,7 @@ def export(path: str, hash_prefix: str, out_dir: str, run_prefix: str | None) ->
 @click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def import_zoos(dest: str, sources: tuple[str, ...]) -> None:
     """Merge the runs of SOURCES into DEST (created if missing), skipping runs already there."""
-    with _open(dest, "a") as z, _errors():
+    with _open(dest, "a") as z:
         for source in sources:
             added, skipped = z.import_from(source)
             click.echo(f"{source}: {added} runs added, {skipped} already in {dest}")
@@ -190,6 +179,5 @@ def repair_cmd(path: str) -> None:
     """Set aside unreadable journal entries, rebuild a damaged index, compact the journal."""
     from cellzoo.zoo.repair import repair
 
-    with _errors():
-        for line in repair(path):
-            click.echo(line)
+    for line in repair(path):
+        click.echo(line)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from cellzoo.common.errors import UserError
 from cellzoo.dsl.ops import OPS, SOURCES
 from cellzoo.dsl.tree import Node
 
@@ -19,7 +20,7 @@ MAX_TEXT = 1_000_000
 _TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(\()|(\))|(,)|(\S))")
 
 
-class DSLError(ValueError):
+class DSLError(UserError, ValueError):
     """Invalid cell text or an invalid cell; ``column`` is 1-based, or None if unknown."""
 
     def __init__(self, reason: str, column: int | None = None):

@@ -24,13 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from cellzoo.common.errors import CheckpointError
+
 FORMAT = 1
 STATE_NAME = "checkpoint.json"
 CONFIG_NAME = "config.json"
 
-
-class CheckpointError(ValueError):
-    """A run directory whose checkpoint cannot be read or belongs to something else."""
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cellzoo.common.errors import UserError
 from cellzoo.evolve.checkpoint import CONFIG_NAME, read_jsonl
 from cellzoo.evolve.config import SearchConfig
 from cellzoo.evolve.search import EVALUATIONS_LOG
@@ -23,7 +24,7 @@ from cellzoo.evolve.search import EVALUATIONS_LOG
 COLUMNS = ["run", "arm", "n", "val_ppl", "status", "origin", "best_so_far", "hash", "expr"]
 
 
-class ProgressDataError(ValueError):
+class ProgressDataError(UserError, ValueError):
     """A folder given as a run directory holds no search log."""
 
 

@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from cellzoo.common.errors import CheckpointError
+
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = 1
 
-
-class CheckpointError(ValueError):
-    """A checkpoint folder holds nothing usable, or a different run's checkpoint."""
 
 
 def checkpoint_path(folder: str | os.PathLike) -> Path:

@@ -18,12 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cellzoo.common.errors import UserError
+
 SPLITS = ("train", "valid", "test")
 REAL_TASKS = ("ptb", "ptb-char", "wikitext-2")
 EOS = "<eos>"
 
 
-class CorpusNotFoundError(FileNotFoundError):
+class CorpusNotFoundError(UserError, FileNotFoundError):
     """A task's corpus is in none of the places searched; the message says how to provide it."""
 
     def __init__(self, task: str, searched: list[Path]):

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from cellzoo.common.errors import UserError
 from cellzoo.train.corpus import SPLITS, cache_dir, has_corpus
 
 TIMEOUT_S = 30
@@ -46,7 +47,7 @@ SHA256: dict[str, dict[str, str]] = {
 }
 
 
-class FetchError(RuntimeError):
+class FetchError(UserError, RuntimeError):
     """A download failed or gave bytes with the wrong checksum."""
 
 

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from cellzoo.common.errors import UserError
 from cellzoo.dsl import cell_hash, depth, node_count, op_counts, parse, preorder
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ LINEAGE_KEYS = ("parents", "origin", "operator", "generation", "search_id")
 JSON_FIELDS = ("config", "parents")
 
 
-class ZooError(Exception):
+class ZooError(UserError):
     """A zoo problem a user can hit: a bad file, a lock held by someone else, a missing run."""
 
 
