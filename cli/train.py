@@ -19,6 +19,7 @@ from cellzoo.train.corpus import (
     candidate_dirs,
     has_corpus,
     load_corpus,
+    missing_files,
 )
 from cellzoo.train.fetch import FetchError, fetch_corpus
 from cellzoo.train.loop import load_run, train_cell
@@ -196,7 +197,11 @@ def data_path(task: str, data_dir: str | None) -> None:
     folders = candidate_dirs(task, data_dir)
     found = [has_corpus(folder) for folder in folders]
     for folder, ok in zip(folders, found, strict=True):
-        click.echo(f"{'found  ' if ok else 'missing'} {folder}")
+        lacking = missing_files(folder)
+        state = "found  " if ok else "partial" if folder.is_dir() and len(lacking) < 3 else \
+            "missing"
+        detail = f"  (no {', '.join(lacking)})" if state == "partial" else ""
+        click.echo(f"{state} {folder}{detail}")
     if not any(found):
         raise UserError(str(CorpusNotFoundError(task, folders)))
 
