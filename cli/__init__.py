@@ -6,11 +6,15 @@ Subcommands are imported lazily (click's documented lazy-group pattern) so that
 
 from __future__ import annotations
 
+import errno
 import importlib
 
 import click
 
 from cellzoo.common.errors import UserError
+
+# the machine's state, not a bug: a full disk, a read-only mount, missing permission
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 class Failure(click.ClickException):
@@ -66,9 +70,10 @@ class LazyGroup(click.Group):
         except UserError as err:
             raise Failure(str(err)) from None
         except OSError as err:
-            if err.filename is None:
+            if err.filename is None and err.errno not in ENVIRONMENT_ERRNOS:
                 raise
-            raise Failure(f"{err.filename}: {err.strerror or err}") from None
+            where = f"{err.filename}: " if err.filename is not None else ""
+            raise Failure(f"{where}{err.strerror or err}") from None
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS)

@@ -134,6 +134,23 @@ def import_zoos(dest: str, sources: tuple[str, ...]) -> None:
             click.echo(f"{source}: {added} runs added, {skipped} already in {dest}")
 
 
+@zoo.command("add")
+@click.argument("dest", type=click.Path(dir_okay=False))
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Seconds to wait for another writer to release DEST.")
+def add(dest: str, results: tuple[str, ...], lock_timeout: float) -> None:
+    """Store training results that `cellzoo train --zoo` saved because it could not store
+    them; a result DEST already holds is skipped. Each file is deleted once stored."""
+    from cellzoo.zoo.pending import add_pending
+
+    with Zoo.open(dest, "a", timeout=lock_timeout) as z:
+        for result in results:
+            run_id, added = add_pending(z, Path(result))
+            click.echo(f"{result}: {'stored as' if added else 'already in the zoo as'} run "
+                       f"{run_id}")
+
+
 @zoo.command("stats")
 @path_arg
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
