@@ -16,6 +16,7 @@ from cellzoo.analysis.cache import AnalysisCache, AnalysisError, default_cache_p
 from cellzoo.analysis.compare import Comparison, comparison, draw_comparison
 from cellzoo.analysis.selection import labels, select_runs
 from cellzoo.analysis.similarity import similarity_matrix
+from cellzoo.cli.progress import tracked
 from cellzoo.common.errors import UserError
 from cellzoo.train import CorpusNotFoundError, load_corpus
 from cellzoo.zoo import Zoo, ZooError
@@ -87,7 +88,10 @@ def compare(zoo_path: str, cells: str | None, top: int | None, task: str | None,
         corpus = load_corpus(runs[0].task, data_dir)
         text = (user_text(corpus, Path(text_file).read_text(encoding="utf-8"), text_file, tokens)
                 if text_file else split_text(corpus, split or "valid", tokens))
-        recorded = activations(zoo, runs, text, _cache(zoo_path, cache, no_cache))
+        store = _cache(zoo_path, cache, no_cache)
+        recorded = {}
+        for run in tracked(runs, "recording hidden states"):
+            recorded |= activations(zoo, [run], text, store)
         data = comparison(runs, labels(runs), recorded, text, layer_index)
         written = _write_compare(Path(out_dir), data)
     _echo_paths(written, as_json)

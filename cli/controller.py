@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cellzoo.cli.progress import working
 from cellzoo.common.errors import UserError
 from cellzoo.dsl import Limits, cell_hash, to_text
 
@@ -73,8 +74,10 @@ def sample(count: int, checkpoint: Path | None, level: str | None, seed: int | N
     else:
         limits = Limits(max_depth or Limits.max_depth, max_nodes or Limits.max_nodes)
         try:
-            policy = Controller(level=level or "core", limits=limits, seed=seed or 0,
-                                pretrain=pretrain)
+            with working("pre-training the controller's policy on valid cells" if pretrain
+                         else "building the controller's policy"):
+                policy = Controller(level=level or "core", limits=limits, seed=seed or 0,
+                                    pretrain=pretrain)
         except ValueError as err:
             raise click.UsageError(str(err)) from None
     rows = [{"expr": to_text(cell), "hash": cell_hash(cell)} for cell in policy.sample(count)]

@@ -112,14 +112,20 @@ def show(path: str, hash_prefix: str) -> None:
 @click.argument("hash_prefix", metavar="HASH")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--run", "run_prefix", default=None,
-              help="Run id (prefix) to export; default: the cell's best ok run.")
-def export(path: str, hash_prefix: str, out_dir: str, run_prefix: str | None) -> None:
-    """Write DSL text, config, state_dict and a TorchScript model of a trained cell."""
+              help="Run id (prefix) to export; default: the cell's best ok run on --task.")
+@click.option("--task", default=None,
+              help="Task of the run (needed when the cell was trained on several).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Corpus folder for the vocabulary (else $CELLZOO_DATA or the cache).")
+def export(path: str, hash_prefix: str, out_dir: str, run_prefix: str | None,
+           task: str | None, data_dir: str | None) -> None:
+    """Write DSL text, config, vocabulary, state_dict and a torch.export model (model.pt2)
+    of a trained cell: text can be scored with plain torch (see README.txt in OUT)."""
     from cellzoo.zoo.export import choose_run, export_run
 
     with _open(path) as z:
-        run = choose_run(z, hash_prefix, run_prefix)
-        for file in export_run(z, run, Path(out_dir)):
+        run = choose_run(z, hash_prefix, run_prefix, task)
+        for file in export_run(z, run, Path(out_dir), data_dir):
             click.echo(str(file))
 
 
