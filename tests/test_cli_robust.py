@@ -228,3 +228,13 @@ def test_a_huge_unknown_token_is_cut_in_the_error():
     assert len(result.output) < 1000
     result = CliRunner().invoke(main, ["train", token])
     assert result.exit_code == 2 and len(result.output) < 1000
+
+
+def test_the_ray_executor_asks_for_its_extra_by_name(tmp_path, monkeypatch):
+    loaded = [m for m in sys.modules if m == "ray" or m.startswith(("ray.", "cellzoo.evolve.ray"))]
+    for name in loaded:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an install without the extra has
+    result = cli("evolve", "--run-dir", tmp_path / "run", "--zoo", tmp_path / "z.h5",
+                 "--executor", "ray", "--evaluations", "1", code=2)
+    assert "cellzoo[ray]" in result.output

@@ -16,6 +16,8 @@ from cellzoo.ranker.plot import append_log, load_log, round_correlations
 from cellzoo.ranker.random_cells import random_tree
 
 DATA = Path(os.environ.get("CELLZOO_DATA", "/work/shared/data"))
+NBNLP_HOW = ("NAS-Bench-NLP logs not found under {} (set CELLZOO_DATA to a folder with "
+             "nas-bench-nlp/ptb_single_run.jsonl; docs/ranker.md says where to get them)")
 RNN = "Tanh(Add(MM(x), MM(h)))"
 
 
@@ -51,6 +53,8 @@ def test_score_errors_exit_2(ranker_file, tmp_path):
 @pytest.fixture(scope="module")
 def small_nbnlp(tmp_path_factory):
     """The first 120 real NAS-Bench-NLP runs, as a --data folder."""
+    if not (DATA / "nas-bench-nlp" / "ptb_single_run.jsonl").is_file():
+        pytest.skip(NBNLP_HOW.format(DATA))
     folder = tmp_path_factory.mktemp("nb")
     with open(DATA / "nas-bench-nlp" / "ptb_single_run.jsonl") as f:
         (folder / "ptb_single_run.jsonl").write_text("".join(islice(f, 120)))

@@ -16,6 +16,8 @@ from cellzoo.ranker.nbnlp import (
 )
 
 DATA = Path(os.environ.get("CELLZOO_DATA", "/work/shared/data"))
+NBNLP_HOW = ("NAS-Bench-NLP logs not found under {} (set CELLZOO_DATA to a folder with "
+             "nas-bench-nlp/ptb_single_run.jsonl; docs/ranker.md says where to get them)")
 
 # DESIGN.md's cells. Upstream's LSTM recipe puts tanh (not sigmoid) on the output gate,
 # so its DSL form is the DESIGN LSTM with that one Sigmoid written Tanh.
@@ -27,6 +29,8 @@ LSTM_TANH_OUT = ("Mult(Tanh(Add(MM(x), MM(h))), Tanh(Mem(Add(Mult(Sigmoid(Add(MM
 
 @pytest.fixture(scope="module")
 def reference():
+    if not (DATA / "nas-bench-nlp" / "ptb_single_run.jsonl").is_file():
+        pytest.skip(NBNLP_HOW.format(DATA))
     runs = load_runs(DATA / "nas-bench-nlp", limit=3)
     by_id = {r.id: r for r in runs}
     return {name: by_id[i] for name, i in REFERENCE_IDS.items()}
