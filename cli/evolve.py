@@ -85,12 +85,18 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
     if run_dir is None:
         raise click.UsageError("missing --run-dir DIR (or RUN_DIR)")
     ray_options = {k: options.pop(k) for k in ("address", "gpus_per_trial", "cpus_per_trial")}
+    from cellzoo.evolve.search import stored_config
+
+    resuming = stored_config(Path(run_dir)) is not None
     config = _resolve(Path(run_dir), config_file, resume, options)
     try:
         plugins = {"ranker": search_mod.make_ranker() if config.ranker else None,
                    "proposer": search_mod.make_proposer(config) if config.controller else None,
                    "executor": make_executor(config.executor, config.workers, **ray_options)}
         search = search_mod.Search.open(config, run_dir, **plugins)
+        if resuming:
+            click.echo(f"resuming the search in {run_dir}: {search.counters.trained} of "
+                       f"{config.evaluations} candidates trained", err=True)
         with Reporter(config.evaluations, search.counters.trained,
                       live=None if not as_json else False) as reporter:
             search.on_event = reporter

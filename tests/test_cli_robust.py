@@ -238,3 +238,52 @@ def test_the_ray_executor_asks_for_its_extra_by_name(tmp_path, monkeypatch):
     result = cli("evolve", "--run-dir", tmp_path / "run", "--zoo", tmp_path / "z.h5",
                  "--executor", "ray", "--evaluations", "1", code=2)
     assert "cellzoo[ray]" in result.output
+
+
+def test_one_default_pool_and_token_count_for_compare_ensemble_and_report():
+    from cellzoo.analysis.selection import POOL, TOKENS
+    from cellzoo.cli.analysis import compare, ensemble
+    from cellzoo.cli.report import report
+
+    def default(command, name):
+        return next(p.default for p in command.params if p.name == name)
+
+    assert default(report, "top") == POOL and f"default {POOL})" in (
+        next(p.help for p in ensemble.params if p.name == "top"))
+    assert f"default {POOL})" in next(p.help for p in compare.params if p.name == "top")
+    assert default(compare, "tokens") == default(report, "tokens") == TOKENS
+
+
+EVOLVE = ["evolve", "--task", "synthetic", "--hidden", "8", "--budget-tokens", "600",
+          "--population", "4", "--sample", "2", "--no-library"]
+
+
+def test_evolve_rerun_says_it_resumes_and_plot_progress_refuses_a_read_only_out(tmp_path):
+    run_dir, zoo = tmp_path / "run", tmp_path / "z.h5"
+    first = cli(*EVOLVE, "--evaluations", "4", "--zoo", zoo, "--run-dir", run_dir, "--json")
+    assert "resuming" not in first.stderr
+    again = cli(*EVOLVE, "--evaluations", "6", "--zoo", zoo, "--run-dir", run_dir, "--json")
+    assert f"resuming the search in {run_dir}: 4 of 6 candidates trained" in again.stderr
+    (tmp_path / "ro").mkdir()
+    proc = run("plot", "progress", run_dir, "--out", tmp_path / "ro" / "p.png",
+               prefix=read_only(tmp_path / "ro"))
+    assert_user_error(proc, str(tmp_path / "ro" / "p.png"))
+
+
+def test_progress_plot_keeps_its_top_point_and_counts_cut_outliers():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from cellzoo.evolve.progress import _clip_outliers
+
+    for values, cut in (([10.0, 11, 12, 13, 14, 15, 16, 17, 18, 40], None),
+                        ([10.0] * 9 + [1e7], "1 point above")):
+        fig, ax = plt.subplots()
+        ax.set_yscale("log")
+        ax.scatter(range(len(values)), values)
+        _clip_outliers(ax, pd.Series(values))
+        shown = [v for v in values if v < 1e6]
+        assert ax.get_ylim()[1] > max(shown)  # the highest point shown is inside the axes
+        notes = [t.get_text() for t in ax.texts]
+        assert notes == ([] if cut is None else [f"{cut} 100 not shown"])
+        plt.close(fig)
