@@ -102,7 +102,8 @@ def train(cell: str | None, task: str | None, preset: str | None, data_dir: str 
         check_writable_dir(checkpoint_dir, "the checkpoint")
     if zoo_path is None:
         with progress_reporter() as report:
-            _print(_run(node, config, data_dir, report, checkpoint_dir), as_json)
+            result = _run(node, config, data_dir, report, checkpoint_dir)
+        _print(result, as_json)
         return
     saved = Path(result_file or (Path(checkpoint_dir) / RESULT_NAME if checkpoint_dir
                                  else f"unstored-result-{os.getpid()}.pt"))
