@@ -19,8 +19,10 @@ elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; the
   .venv/bin/python -m pip install -q "torch==$TORCH"
 else
   echo "torch: no NVIDIA GPU found: installing the CPU build of torch==$TORCH"
-  .venv/bin/python -m pip install -q "torch==$TORCH+cpu" \
-    --extra-index-url https://download.pytorch.org/whl/cpu
+  # from the configured indexes or wheel folders if they hold it, else from PyTorch's own
+  .venv/bin/python -m pip install -q "torch==$TORCH+cpu" 2>/dev/null \
+    || .venv/bin/python -m pip install -q "torch==$TORCH+cpu" \
+         --extra-index-url https://download.pytorch.org/whl/cpu
 fi
 EXTRAS=$(IFS=,; echo "$*")
 .venv/bin/python -m pip install -q -e ".${EXTRAS:+[$EXTRAS]}"
