@@ -74,8 +74,8 @@ def sample(count: int, checkpoint: Path | None, level: str | None, seed: int | N
     else:
         limits = Limits(max_depth or Limits.max_depth, max_nodes or Limits.max_nodes)
         try:
-            with working("pre-training the controller's policy on valid cells" if pretrain
-                         else "building the controller's policy"):
+            with working("pre-training the controller's policy on valid cells",
+                         show=pretrain):
                 policy = Controller(level=level or "core", limits=limits, seed=seed or 0,
                                     pretrain=pretrain)
         except ValueError as err:

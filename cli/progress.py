@@ -12,11 +12,15 @@ T = TypeVar("T")
 
 
 @contextmanager
-def working(what: str) -> Iterator[None]:
-    """A spinner naming `what` on a terminal; one line on stderr otherwise."""
+def working(what: str, show: bool = True) -> Iterator[None]:
+    """A spinner naming `what` on a terminal; one line on stderr otherwise (nothing unless
+    `show`)."""
     from rich.console import Console
 
     console = Console(stderr=True)
+    if not show:
+        yield
+        return
     if not console.is_terminal:
         click.echo(f"{what} ...", err=True)
         yield

@@ -195,6 +195,8 @@ def test_compare_and_ensemble_on_a_read_only_zoo_run_without_the_cache(small_zoo
         proc = run(*args, prefix=prefix)
         assert proc.returncode == 0, proc.stderr
         assert proc.stderr.count("running without a cache") == 1, proc.stderr
+        if args[0] == "compare":  # long work shows its progress
+            assert "recording hidden states: 2/2" in proc.stderr
     assert not Path(f"{small_zoo}.analysis.h5").exists()
 
 
@@ -287,3 +289,9 @@ def test_progress_plot_keeps_its_top_point_and_counts_cut_outliers():
         notes = [t.get_text() for t in ax.texts]
         assert notes == ([] if cut is None else [f"{cut} 100 not shown"])
         plt.close(fig)
+
+
+def test_controller_sample_says_it_is_pre_training():
+    result = cli("controller", "sample", "-n", "2", "--seed", "1")
+    assert "pre-training the controller's policy" in result.stderr
+    assert len(result.stdout.splitlines()) == 2
