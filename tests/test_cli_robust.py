@@ -295,3 +295,15 @@ def test_controller_sample_says_it_is_pre_training():
     result = cli("controller", "sample", "-n", "2", "--seed", "1")
     assert "pre-training the controller's policy" in result.stderr
     assert len(result.stdout.splitlines()) == 2
+
+
+def test_nas_bench_nlp_tests_skip_with_a_reason_without_the_logs(tmp_path):
+    here = Path(__file__).parent
+    env = {**os.environ, "CELLZOO_DATA": str(tmp_path)}  # a data folder without the logs
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q",
+         str(here / "test_ranker_nbnlp.py"), str(here / "test_ranker_cli.py"),
+         "-k", "reference or nbnlp"],
+        capture_output=True, text=True, env=env, cwd=here.parent, timeout=600)
+    assert proc.returncode == 0, proc.stdout
+    assert " error" not in proc.stdout and "NAS-Bench-NLP logs not found" in proc.stdout
