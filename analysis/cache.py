@@ -19,13 +19,28 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from cellzoo.common.errors import UserError
+
 log = logging.getLogger(__name__)
 
 Arrays = dict[str, np.ndarray]
 
 
-class AnalysisError(Exception):
+class AnalysisError(UserError):
     """An analysis problem a user can fix (bad selection, mismatched vocabularies, busy cache)."""
+
+
+class _Unwritable(OSError):
+    """The cache file cannot be created or changed (a read-only folder, a full disk)."""
+
+
+def _writable(path: Path) -> bool:
+    """Can `path` be opened for writing? (asks the file system, so it holds for root too)"""
+    try:
+        with open(path, "r+b"):
+            return True
+    except OSError:
+        return False
 
 
 def default_cache_path(zoo_path: str | Path) -> Path:
@@ -61,7 +76,14 @@ class AnalysisCache:
     def put(self, run_id: str, key: str, arrays: Mapping[str, np.ndarray]) -> None:
         if self.path is None:
             return
-        with self._open("a") as f:
+        try:
+            f = self._open("a")
+        except _Unwritable as err:
+            log.warning("analysis cache %s cannot be written (%s); running without a cache",
+                        self.path, err)
+            self.path = None  # said once: nothing is cached from here on
+            return
+        with f:
             name = f"{run_id}/{key}"
             if name in f:
                 del f[name]
@@ -85,8 +107,8 @@ class AnalysisCache:
             if "lock" in str(err).lower():
                 raise AnalysisError(f"analysis cache {self.path} is in use by another process "
                                     f"({err}); wait for it or pass another --cache") from None
-            if not self.path.exists():
-                raise AnalysisError(f"cannot create analysis cache {self.path}: {err}") from None
+            if not self.path.exists() or not _writable(self.path):
+                raise _Unwritable(err.strerror or str(err)) from None
         aside = self.path.with_name(self.path.name + ".corrupt")
         log.warning("analysis cache %s is unreadable; moved to %s and starting afresh",
                     self.path, aside)

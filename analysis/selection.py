@@ -11,6 +11,11 @@ from cellzoo.dsl.library import LIBRARY
 from cellzoo.zoo import Run, Zoo, ZooError
 
 #: library cell hash -> name, so plots say "LSTM" instead of a hash
+#: the pool of runs compared or ensembled by default (compare, ensemble and report share it)
+POOL = 8
+#: validation tokens the cells are run over for similarity (compare and report share it)
+TOKENS = 2000
+
 _LIBRARY_NAMES = {cell_hash(cell.expr): name for name, cell in LIBRARY.items()}
 
 

@@ -13,14 +13,10 @@ widths compare directly.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
-from sklearn.cross_decomposition import CCA
-from sklearn.decomposition import PCA
-from sklearn.exceptions import ConvergenceWarning
 
 Measure = Callable[[np.ndarray, np.ndarray], float]
 
@@ -46,29 +42,31 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(cross / norm) if norm > 0 else float("nan")
 
 
-def _principal(x: np.ndarray, variance: float, max_dims: int | None) -> np.ndarray:
-    """The centred data projected on the directions holding ``variance`` of its variance."""
-    pca = PCA(n_components=variance, svd_solver="full").fit(x)
-    dims = pca.n_components_ if max_dims is None else min(pca.n_components_, max_dims)
-    return pca.transform(x)[:, :dims]
+def _principal_basis(x: np.ndarray, variance: float, max_dims: int | None) -> np.ndarray:
+    """An orthonormal basis [T, k] of the centred data's top principal directions: the
+    fewest that hold more than ``variance`` of its variance (scikit-learn's PCA rule)."""
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    share = np.cumsum(s**2) / np.sum(s**2)
+    dims = min(int(np.searchsorted(share, variance, side="right")) + 1, len(s))
+    return u[:, : dims if max_dims is None else min(dims, max_dims)]
 
 
 def svcca(x: np.ndarray, y: np.ndarray, variance: float = 0.99,
           max_dims: int | None = 50) -> float:
     """Mean canonical correlation between the top principal subspaces; nan when either
-    representation is constant over the tokens. ``max_dims`` caps each subspace because
-    scikit-learn's iterative CCA costs grow fast with the number of components."""
+    representation is constant over the tokens.
+
+    Closed form (as in Raghu et al.'s reference code): the canonical correlations of two
+    subspaces are the singular values of the product of their orthonormal bases, so no
+    iterative CCA is needed. ``max_dims`` caps each subspace as earlier versions did (they
+    used scikit-learn's iterative CCA), so values match theirs."""
     x, y = _check_pair(x, y)
     if not (np.any(x) and np.any(y)):
         return float("nan")
-    xr, yr = _principal(x, variance, max_dims), _principal(y, variance, max_dims)
-    k = min(xr.shape[1], yr.shape[1])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        xc, yc = CCA(n_components=k, max_iter=1000).fit(xr, yr).transform(xr, yr)
-    xc, yc = xc.reshape(len(x), -1), yc.reshape(len(y), -1)
-    corrs = [abs(np.corrcoef(xc[:, i], yc[:, i])[0, 1]) for i in range(k)]
-    return float(np.mean(corrs))
+    bx, by = _principal_basis(x, variance, max_dims), _principal_basis(y, variance, max_dims)
+    k = min(bx.shape[1], by.shape[1])
+    corrs = np.linalg.svd(bx.T @ by, compute_uv=False)[:k]
+    return float(np.mean(np.clip(corrs, 0.0, 1.0)))
 
 
 MEASURES: dict[str, Measure] = {"cka": linear_cka, "svcca": svcca}

@@ -6,9 +6,21 @@ Subcommands are imported lazily (click's documented lazy-group pattern) so that
 
 from __future__ import annotations
 
+import errno
 import importlib
 
 import click
+
+from cellzoo.common.errors import UserError
+
+# the machine's state, not a bug: a full disk, a read-only mount, missing permission
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+class Failure(click.ClickException):
+    """How a `UserError` or an unusable path reaches the user: 'Error: ...', exit code 2."""
+
+    exit_code = UserError.exit_code
 
 # command name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
@@ -49,6 +61,19 @@ class LazyGroup(click.Group):
             return None
         module_name, attr = self.lazy[cmd_name].split(":")
         return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx: click.Context):
+        """Run the subcommand; a user error (or a file the OS refuses) exits 2 without a
+        traceback. Every other exception is an internal error (exit code 1)."""
+        try:
+            return super().invoke(ctx)
+        except UserError as err:
+            raise Failure(str(err)) from None
+        except OSError as err:
+            if err.filename is None and err.errno not in ENVIRONMENT_ERRNOS:
+                raise
+            where = f"{err.filename}: " if err.filename is not None else ""
+            raise Failure(f"{where}{err.strerror or err}") from None
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS)

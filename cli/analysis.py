@@ -14,17 +14,13 @@ from cellzoo.analysis import ensemble as ens
 from cellzoo.analysis.activations import Text, activations, split_text, user_text
 from cellzoo.analysis.cache import AnalysisCache, AnalysisError, default_cache_path
 from cellzoo.analysis.compare import Comparison, comparison, draw_comparison
-from cellzoo.analysis.selection import labels, select_runs
+from cellzoo.analysis.selection import POOL, TOKENS, labels, select_runs
 from cellzoo.analysis.similarity import similarity_matrix
+from cellzoo.cli.progress import tracked
+from cellzoo.common.errors import UserError
 from cellzoo.common.io import json_safe
 from cellzoo.train import CorpusNotFoundError, load_corpus
 from cellzoo.zoo import Zoo, ZooError
-
-DEFAULT_TOP = 8
-
-
-class AnalysisCommandError(click.ClickException):
-    exit_code = 2
 
 
 @contextmanager
@@ -32,7 +28,7 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except (AnalysisError, ZooError, CorpusNotFoundError, ValueError) as err:
-        raise AnalysisCommandError(str(err)) from None
+        raise UserError(str(err)) from None
 
 
 def _cache(zoo_path: str, cache: str | None, no_cache: bool) -> AnalysisCache:
@@ -56,13 +52,13 @@ no_cache_opt = click.option("--no-cache", is_flag=True, help="Neither read nor w
 @click.option("--cells", default=None, help="Comma-separated cell hash prefixes (each cell's "
               "best run).")
 @click.option("--top", type=click.IntRange(min=1), default=None,
-              help=f"The K runs with the lowest validation perplexity (default {DEFAULT_TOP}).")
+              help=f"The K runs with the lowest validation perplexity (default {POOL}).")
 @task_opt
 @click.option("--text", "text_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Run the cells over this text (unknown words become <unk>).")
 @click.option("--split", type=click.Choice(["valid", "test"]), default=None,
               help="Run the cells over this split of the corpus (default valid).")
-@click.option("--tokens", type=click.IntRange(min=2), default=2000, show_default=True,
+@click.option("--tokens", type=click.IntRange(min=2), default=TOKENS, show_default=True,
               help="Number of tokens to record.")
 @click.option("--layer", "layer_index", type=int, default=-1, show_default=True,
               help="Layer compared (negative: from the top).")
@@ -85,11 +81,14 @@ def compare(zoo_path: str, cells: str | None, top: int | None, task: str | None,
     matplotlib.use("Agg")  # files only, never a window
     with _errors(), Zoo.open(zoo_path, "r") as zoo:
         prefixes = [c.strip() for c in cells.split(",") if c.strip()] if cells else None
-        runs = select_runs(zoo, prefixes, top or DEFAULT_TOP, task)
+        runs = select_runs(zoo, prefixes, top or POOL, task)
         corpus = load_corpus(runs[0].task, data_dir)
         text = (user_text(corpus, Path(text_file).read_text(encoding="utf-8"), text_file, tokens)
                 if text_file else split_text(corpus, split or "valid", tokens))
-        recorded = activations(zoo, runs, text, _cache(zoo_path, cache, no_cache))
+        store = _cache(zoo_path, cache, no_cache)
+        recorded = {}
+        for run in tracked(runs, "recording hidden states"):
+            recorded |= activations(zoo, [run], text, store)
         data = comparison(runs, labels(runs), recorded, text, layer_index)
         written = _write_compare(Path(out_dir), data)
     _echo_paths(written, as_json)
@@ -130,7 +129,7 @@ def _echo_paths(paths: dict[str, str], as_json: bool) -> None:
 @zoo_arg
 @task_opt
 @click.option("--top", type=click.IntRange(min=1), default=None,
-              help="Pool: the K runs with the lowest validation perplexity (default 10).")
+              help=f"Pool: the K runs with the lowest validation perplexity (default {POOL}).")
 @click.option("--select", type=click.Choice(ens.SELECTS), default=None,
               help="greedy (default): forward selection with replacement on the validation "
                    "split; top: the pool's first --size runs, equal weights.")
@@ -160,7 +159,7 @@ def ensemble(zoo_path: str, task: str | None, top: int | None, select: str | Non
         if load_path:
             result = ens.load(zoo, load_path, data_dir, store)
         else:
-            result = ens.build(zoo, task, top or 10, select or "greedy", size, data_dir, store,
+            result = ens.build(zoo, task, top or POOL, select or "greedy", size, data_dir, store,
                                ens.Layout(tokens=eval_tokens))
     if save_path:
         ens.save(result, save_path)

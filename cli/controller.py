@@ -7,13 +7,9 @@ from pathlib import Path
 
 import click
 
+from cellzoo.cli.progress import working
+from cellzoo.common.errors import UserError
 from cellzoo.dsl import Limits, cell_hash, to_text
-
-
-class ControllerError(click.ClickException):
-    """A failure the user can fix (an unreadable checkpoint): message and exit code 2."""
-
-    exit_code = 2
 
 
 def load_controller(path: Path):
@@ -26,16 +22,16 @@ def load_controller(path: Path):
             return Controller.load(path)
         found = RunDir(path).load_checkpoint()
         if found is None:
-            raise ControllerError(f"{path} holds no search checkpoint")
+            raise UserError(f"{path} holds no search checkpoint")
         state = found[1].get("proposer")
         if state is None:
-            raise ControllerError(f"the search in {path} has no controller state "
+            raise UserError(f"the search in {path} has no controller state "
                                        f"(it ran without --controller)")
         controller = Controller(pretrain=False, hidden=state["config"]["hidden"])
         controller.load_state_dict(state)
         return controller
     except (CheckpointError, ValueError, KeyError, RuntimeError, OSError) as err:
-        raise ControllerError(f"{path}: cannot load a controller ({err})") from None
+        raise UserError(f"{path}: cannot load a controller ({err})") from None
 
 
 @click.group()
@@ -78,8 +74,10 @@ def sample(count: int, checkpoint: Path | None, level: str | None, seed: int | N
     else:
         limits = Limits(max_depth or Limits.max_depth, max_nodes or Limits.max_nodes)
         try:
-            policy = Controller(level=level or "core", limits=limits, seed=seed or 0,
-                                pretrain=pretrain)
+            with working("pre-training the controller's policy on valid cells",
+                         show=pretrain):
+                policy = Controller(level=level or "core", limits=limits, seed=seed or 0,
+                                    pretrain=pretrain)
         except ValueError as err:
             raise click.UsageError(str(err)) from None
     rows = [{"expr": to_text(cell), "hash": cell_hash(cell)} for cell in policy.sample(count)]

@@ -27,6 +27,9 @@ def describe(expr: str, limits: Limits) -> dict:
     }
 
 
+CONTEXT = 60  # characters of the expression shown each side of an error
+
+
 @click.group()
 def dsl() -> None:
     """The cell language: check expressions, list the library."""
@@ -49,8 +52,10 @@ def check(expr: str, max_depth: int, max_nodes: int, as_json: bool) -> None:
             click.echo(json.dumps({"valid": False, "error": err.reason, "column": err.column}))
         else:
             click.echo(f"invalid cell: {err}", err=True)
-            if err.column is not None and len(expr) <= 200:
-                click.echo(f"  {expr}\n  {' ' * (err.column - 1)}^", err=True)
+            if err.column is not None:
+                start = max(0, err.column - 1 - CONTEXT)  # at most 2 x CONTEXT characters
+                click.echo(f"  {expr[start:err.column - 1 + CONTEXT]}\n"
+                           f"  {' ' * (err.column - 1 - start)}^", err=True)
         raise SystemExit(2) from None
     if as_json:
         click.echo(json.dumps({"valid": True, **info}))

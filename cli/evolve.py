@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cellzoo.cli.defaults import default
+from cellzoo.common.errors import UserError
 from cellzoo.evolve.config import (
     EXECUTORS,
     MIN_ROUND,
@@ -28,12 +29,6 @@ if TYPE_CHECKING:
 
 def _default(name: str) -> str:
     return default(SearchConfig, name)
-
-
-class CommandError(click.ClickException):
-    """A failure the user can fix (missing corpus, locked zoo, foreign checkpoint): exit 2."""
-
-    exit_code = 2
 
 
 @click.command()
@@ -115,15 +110,18 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
                    "proposer": make_proposer(config) if config.controller else None,
                    "executor": make_executor(config.executor, config.workers, **ray_options)}
         search = Search.open(config, run_dir, **plugins)
+        if search.resumed:
+            click.echo(f"resuming the search in {run_dir}: {search.counters.trained} of "
+                       f"{config.evaluations} candidates trained", err=True)
         with Reporter(config.evaluations, search.counters.trained,
                       live=None if not as_json else False) as reporter:
             search.on_event = reporter
             search.run()
     except KeyboardInterrupt:
-        raise CommandError(f"interrupted; continue with `cellzoo evolve --resume {run_dir}`") \
+        raise UserError(f"interrupted; continue with `cellzoo evolve --resume {run_dir}`") \
             from None
     except (SearchError, ZooError, OSError, ValueError) as err:
-        raise CommandError(str(err)) from None
+        raise UserError(str(err)) from None
     _report(search, as_json)
 
 
@@ -177,7 +175,7 @@ def _resolve(run_dir: Path, config_file: str | None, resume: bool,
     except ConfigError as err:
         raise click.UsageError(str(err)) from None
     except ValueError as err:  # an unreadable checkpoint
-        raise CommandError(str(err)) from None
+        raise UserError(str(err)) from None
     if config.zoo is None:
         raise click.UsageError("missing --zoo PATH (the HDF5 zoo that receives the cells)")
     return config
@@ -221,9 +219,9 @@ def plot_progress(run_dirs: tuple[str, ...], out: str, title: str | None,
     try:
         frame = progress_frame(run_dirs)
     except ProgressDataError as err:
-        raise CommandError(str(err)) from None
+        raise UserError(str(err)) from None
     if frame.empty:
-        raise CommandError("the run directories hold no trained candidate yet")
+        raise UserError("the run directories hold no trained candidate yet")
     if csv_out:
         frame.to_csv(csv_out, index=False)
     path = draw_progress(frame, out, title)

@@ -8,11 +8,7 @@ from pathlib import Path
 
 import click
 
-
-class RankError(click.ClickException):
-    """A user-facing error: message on stderr, exit status 2, no traceback."""
-
-    exit_code = 2
+from cellzoo.common.errors import UserError
 
 
 @click.group()
@@ -39,7 +35,7 @@ def fit_command(zoo: str, out: str, task: str | None, loss: str, epochs: int | N
     from cellzoo.ranker.prior import DEFAULT_PRIOR, from_prior
 
     if not Path(zoo).is_file():
-        raise RankError(f"zoo file {zoo} does not exist")
+        raise UserError(f"zoo file {zoo} does not exist")
     runs = _zoo_runs(zoo, task)
     try:
         if prior == "none":
@@ -49,7 +45,7 @@ def fit_command(zoo: str, out: str, task: str | None, loss: str, epochs: int | N
                                 task=task or runs[0].task)
         ranker.fit(runs, epochs=epochs)
     except ValueError as e:  # PriorError included: it names the file
-        raise RankError(f"cannot fit on {zoo}: {e}") from e
+        raise UserError(f"cannot fit on {zoo}: {e}") from e
     ranker.save(out)
     last = ranker.history[-1] if ranker.history else {}
     summary = {"out": out, "runs": len(runs), "tasks": sorted(ranker.task_stats),
@@ -66,9 +62,9 @@ def _zoo_runs(path: str, task: str | None) -> list:
         with Zoo.open(path) as z:
             runs = list(z.runs(task=task))
     except OSError as e:
-        raise RankError(f"cannot read zoo {path}: {e}") from e
+        raise UserError(f"cannot read zoo {path}: {e}") from e
     if not runs:
-        raise RankError(f"no runs{f' for task {task!r}' if task else ''} in {path}")
+        raise UserError(f"no runs{f' for task {task!r}' if task else ''} in {path}")
     return runs
 
 
@@ -92,12 +88,12 @@ def score_command(ranker_path: str, exprs: tuple[str, ...], task: str | None,
         try:
             cells.append(resolve_cell(text))
         except DSLError as e:
-            raise RankError(f"cannot parse {text!r}: {e}") from e
+            raise UserError(f"cannot parse {text!r}: {e}") from e
     packed = pack(cells)
     try:
         log_ppl, p_div = ranker.predict(packed, task=task)
     except ValueError as e:
-        raise RankError(str(e)) from e
+        raise UserError(str(e)) from e
     scores = ranker.score(packed)
     for cell, lp, p, s in zip(cells, log_ppl, p_div, scores, strict=True):
         row = {"expr": canonical_text(cell), "hash": cell_hash(cell),
@@ -111,11 +107,11 @@ def _load(path: str):
     from cellzoo.ranker.fit import Ranker
 
     if not Path(path).is_file():
-        raise RankError(f"ranker file {path} does not exist")
+        raise UserError(f"ranker file {path} does not exist")
     try:
         return Ranker.load(path)
     except Exception as e:  # a foreign or damaged file: say so instead of a traceback
-        raise RankError(f"{path} is not a cellzoo ranker: {e}") from e
+        raise UserError(f"{path} is not a cellzoo ranker: {e}") from e
 
 
 @rank.command("eval-nbnlp")
@@ -144,7 +140,7 @@ def eval_nbnlp_command(train_size: int, test_size: int, seeds: int, data: str | 
         result = eval_nbnlp(runs, train_size, test_size, seeds, config, baseline=not no_baseline,
                             progress=lambda line: click.echo(line, err=True), wt2_runs=wt2)
     except ValueError as e:
-        raise RankError(str(e)) from e
+        raise UserError(str(e)) from e
     if as_json:
         click.echo(json.dumps(_no_nan(result)))
         return
@@ -162,7 +158,7 @@ def _nbnlp_runs(data: str | None) -> tuple[list, list | None]:
     try:
         runs = load_runs(data)
     except FileNotFoundError as e:
-        raise RankError(str(e)) from e
+        raise UserError(str(e)) from e
     try:
         return runs, load_runs(data, dataset="wikitext-2")
     except FileNotFoundError:
@@ -217,9 +213,9 @@ def plot_ranker(run_dir: str, out: str | None) -> None:
     try:
         log = load_log(run_dir)
     except (FileNotFoundError, ValueError) as e:
-        raise RankError(str(e)) from e
+        raise UserError(str(e)) from e
     if log.empty:
-        raise RankError(f"the ranker log in {run_dir} is empty")
+        raise UserError(f"the ranker log in {run_dir} is empty")
     out = out or str(Path(run_dir) / "ranker.png")
     per_round = round_correlations(log)
     draw(log, per_round, out)

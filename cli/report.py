@@ -9,13 +9,10 @@ import matplotlib
 
 from cellzoo.analysis.cache import AnalysisError
 from cellzoo.cli.analysis import _cache, cache_opt, data_opt, no_cache_opt
+from cellzoo.common.errors import UserError
 from cellzoo.common.io import json_safe
 from cellzoo.report.page import Options, write_report
 from cellzoo.zoo import ZooError
-
-
-class ReportError(click.ClickException):
-    exit_code = 2
 
 
 @click.command()
@@ -51,7 +48,7 @@ def report(zoo_path: str, run_dirs: tuple[str, ...], task: str | None, top: int,
     try:
         result = write_report(zoo_path, run_dirs, out_dir, options, store)
     except (ZooError, AnalysisError, OSError) as err:
-        raise ReportError(str(err)) from None
+        raise UserError(str(err)) from None
     if as_json:
         click.echo(json.dumps(json_safe(result)))
         return

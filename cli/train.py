@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import click
 
 from cellzoo.cli.defaults import default
+from cellzoo.common.errors import UserError
+from cellzoo.common.paths import check_writable_dir
 from cellzoo.dsl.library import LIBRARY, resolve_cell
 from cellzoo.dsl.parse import DSLError
 from cellzoo.train.checkpoint import CheckpointError
@@ -19,6 +22,7 @@ from cellzoo.train.corpus import (
     candidate_dirs,
     has_corpus,
     load_corpus,
+    missing_files,
 )
 from cellzoo.train.fetch import FetchError, fetch_corpus
 from cellzoo.train.loop import load_run, train_cell
@@ -26,12 +30,8 @@ from cellzoo.train.model import matched_hidden
 from cellzoo.train.progress import progress_reporter
 
 TASK_CHOICES = click.Choice(sorted(PROXIES))
+RESULT_NAME = "unstored-result.pt"  # a finished run waiting for `cellzoo zoo add`
 
-
-class CommandError(click.ClickException):
-    """A failure the user can fix (missing corpus, failed download): message and exit code 2."""
-
-    exit_code = 2
 
 
 
@@ -66,14 +66,20 @@ class CommandError(click.ClickException):
               help="auto = cuda when available.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--zoo", "zoo_path", type=click.Path(dir_okay=False), default=None,
-              help="Store the run in this HDF5 zoo.")
+              help="Store the run in this HDF5 zoo (checked, and locked, before training).")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Seconds to wait for another writer (a search) to release --zoo.")
+@click.option("--save-result", "result_file", type=click.Path(dir_okay=False), default=None,
+              help="With --zoo: where the result is kept until the zoo has it (default: "
+                   f"{RESULT_NAME} in --checkpoint, else unstored-result-PID.pt here).")
 @click.option("--checkpoint", "checkpoint_dir", type=click.Path(file_okay=False), default=None,
               help="Checkpoint here; a matching checkpoint already there is continued.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
               help="Continue the run checkpointed in this folder (CELL and options optional).")
 def train(cell: str | None, task: str | None, preset: str | None, data_dir: str | None,
-          as_json: bool, zoo_path: str | None, checkpoint_dir: str | None,
-          resume_dir: str | None, match_params: str | None, **options: Any) -> None:
+          as_json: bool, zoo_path: str | None, lock_timeout: float, result_file: str | None,
+          checkpoint_dir: str | None, resume_dir: str | None, match_params: str | None,
+          **options: Any) -> None:
     """Train CELL (DSL text or a library name) as a language model and report perplexities.
 
     Without --preset the task's proxy configuration is the base (the one a
@@ -94,11 +100,21 @@ def train(cell: str | None, task: str | None, preset: str | None, data_dir: str 
         if options["hidden"] is not None:
             raise click.UsageError("give --hidden or --match-params, not both")
         config = _matched(node, match_params, config, data_dir)
-    with progress_reporter() as report:
-        result = _run(node, config, data_dir, report, checkpoint_dir)
-    if zoo_path is not None:
-        _store(zoo_path, result, origin="library" if _is_library_name(cell) else "manual")
-    _print(result, as_json)
+    if checkpoint_dir is not None:
+        check_writable_dir(checkpoint_dir, "the checkpoint")
+    if zoo_path is None:
+        with progress_reporter() as report:
+            result = _run(node, config, data_dir, report, checkpoint_dir)
+        _print(result, as_json)
+        return
+    saved = Path(result_file or (Path(checkpoint_dir) / RESULT_NAME if checkpoint_dir
+                                 else f"unstored-result-{os.getpid()}.pt"))
+    check_writable_dir(saved.parent, "the result")
+    with _open_zoo(zoo_path, lock_timeout) as zoo:
+        with progress_reporter() as report:
+            result = _run(node, config, data_dir, report, checkpoint_dir)
+        lineage = {"origin": "library" if _is_library_name(cell) else "manual"}
+        _store(zoo, result, lineage, saved, as_json)
 
 
 def _config(task: str | None, preset: str | None, options: dict[str, Any]) -> TrainConfig:
@@ -123,7 +139,7 @@ def _matched(node, reference: str, config: TrainConfig, data_dir: str | None) ->
         vocab = load_corpus(config.task, data_dir).vocab_size
         hidden, count, target = matched_hidden(node, ref, vocab, config)
     except (CorpusNotFoundError, ValueError) as err:
-        raise CommandError(str(err)) from None
+        raise UserError(str(err)) from None
     click.echo(f"hidden {hidden}: {count:,} parameters; {reference} at hidden {config.hidden}: "
                f"{target:,} ({count / target - 1:+.1%})", err=True)
     return config.replace(hidden=hidden)
@@ -159,21 +175,47 @@ def _run(node, config: TrainConfig, data_dir: str | None, report, checkpoint_dir
     try:
         return train_cell(node, config, data_dir, report, checkpoint_dir)
     except (CorpusNotFoundError, CheckpointError, ValueError) as err:
-        raise CommandError(str(err)) from None
+        raise UserError(str(err)) from None
 
 
 def _is_library_name(cell: str) -> bool:
     return cell.strip().lower() in {name.lower() for name in LIBRARY}
 
 
-def _store(zoo_path: str, result: TrainResult, origin: str) -> None:
+def _open_zoo(zoo_path: str, lock_timeout: float):
+    """The zoo opened for writing (created if missing), its writer lock held: checked before
+    training, so that a finished run is never thrown away for want of a zoo."""
     from cellzoo.zoo import Zoo, ZooError  # the zoo needs h5py: import it only when asked
 
+    path = Path(zoo_path)
+    check_writable_dir(path.parent, f"the zoo {path}", create=False)
     try:
-        with Zoo.open(zoo_path, "a") as zoo:
-            zoo.add_run(result, lineage={"origin": origin})
+        zoo = Zoo.open(path, "a", timeout=lock_timeout)
     except ZooError as err:
-        raise CommandError(str(err)) from None
+        raise UserError(f"{err} (--lock-timeout SECONDS waits for it)"
+                        if "open for writing" in str(err) else str(err)) from None
+    if zoo.journal.dir.exists():
+        check_writable_dir(zoo.journal.dir, f"the journal of the zoo {path}")
+    return zoo
+
+
+def _store(zoo, result: TrainResult, lineage: dict[str, Any], saved: Path,
+           as_json: bool) -> None:
+    """Save the result to `saved`, store it in `zoo`, then delete `saved`: a kill or a failure
+    at any point leaves the run in the zoo, in `saved`, or both (`zoo add` skips the copy)."""
+    from cellzoo.zoo.pending import save_pending
+
+    save_pending(saved, result, lineage)
+    try:
+        run_id = zoo.add_run(result, lineage=lineage)
+    except (UserError, OSError) as err:
+        _print(result, as_json)
+        raise UserError(f"the run was trained but could not be stored in {zoo.path}: {err}\n"
+                        f"its result is saved in {saved}; store it later with\n"
+                        f"  cellzoo zoo add {zoo.path} {saved}") from None
+    saved.unlink()
+    _print(result, as_json)
+    click.echo(f"stored run {run_id} in {zoo.path}", err=True)
 
 
 def _print(result: TrainResult, as_json: bool) -> None:
@@ -202,9 +244,13 @@ def data_path(task: str, data_dir: str | None) -> None:
     folders = candidate_dirs(task, data_dir)
     found = [has_corpus(folder) for folder in folders]
     for folder, ok in zip(folders, found, strict=True):
-        click.echo(f"{'found  ' if ok else 'missing'} {folder}")
+        lacking = missing_files(folder)
+        state = "found  " if ok else "partial" if folder.is_dir() and len(lacking) < 3 else \
+            "missing"
+        detail = f"  (no {', '.join(lacking)})" if state == "partial" else ""
+        click.echo(f"{state} {folder}{detail}")
     if not any(found):
-        raise CommandError(str(CorpusNotFoundError(task, folders)))
+        raise UserError(str(CorpusNotFoundError(task, folders)))
 
 
 @data.command("fetch")
@@ -216,6 +262,6 @@ def data_fetch(task: str, dest: str | None) -> None:
     try:
         folder = fetch_corpus(task, Path(dest) if dest else None)
     except FetchError as err:
-        raise CommandError(str(err)) from None
+        raise UserError(str(err)) from None
     click.echo(f"{task}: {folder}")
 

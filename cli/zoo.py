@@ -14,27 +14,16 @@ from pathlib import Path
 import click
 
 from cellzoo.common.io import json_safe
-from cellzoo.zoo.records import STATUSES, Run, ZooError
+from cellzoo.zoo.records import STATUSES, Run
 from cellzoo.zoo.store import Zoo
 
 EXPR_WIDTH = 48
 
 
-class ZooCommandError(click.ClickException):
-    exit_code = 2
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except ZooError as err:
-        raise ZooCommandError(str(err)) from None
-
 
 @contextmanager
 def _open(path: str, mode: str = "r") -> Iterator[Zoo]:
-    with _errors(), Zoo.open(path, mode) as zoo:
+    with Zoo.open(path, mode) as zoo:
         yield zoo
 
 
@@ -115,7 +104,7 @@ def show(path: str, hash_prefix: str) -> None:
     """A cell: DSL text, tree, every run with its learning curve, and its lineage."""
     from cellzoo.zoo.render import show_lines
 
-    with _open(path) as z, _errors():
+    with _open(path) as z:
         click.echo("\n".join(show_lines(z, hash_prefix)))
 
 
@@ -124,14 +113,20 @@ def show(path: str, hash_prefix: str) -> None:
 @click.argument("hash_prefix", metavar="HASH")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--run", "run_prefix", default=None,
-              help="Run id (prefix) to export; default: the cell's best ok run.")
-def export(path: str, hash_prefix: str, out_dir: str, run_prefix: str | None) -> None:
-    """Write DSL text, config, state_dict and a TorchScript model of a trained cell."""
+              help="Run id (prefix) to export; default: the cell's best ok run on --task.")
+@click.option("--task", default=None,
+              help="Task of the run (needed when the cell was trained on several).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Corpus folder for the vocabulary (else $CELLZOO_DATA or the cache).")
+def export(path: str, hash_prefix: str, out_dir: str, run_prefix: str | None,
+           task: str | None, data_dir: str | None) -> None:
+    """Write DSL text, config, vocabulary, state_dict and a torch.export model (model.pt2)
+    of a trained cell: text can be scored with plain torch (see README.txt in OUT)."""
     from cellzoo.zoo.export import choose_run, export_run
 
-    with _open(path) as z, _errors():
-        run = choose_run(z, hash_prefix, run_prefix)
-        for file in export_run(z, run, Path(out_dir)):
+    with _open(path) as z:
+        run = choose_run(z, hash_prefix, run_prefix, task)
+        for file in export_run(z, run, Path(out_dir), data_dir):
             click.echo(str(file))
 
 
@@ -140,10 +135,27 @@ def export(path: str, hash_prefix: str, out_dir: str, run_prefix: str | None) ->
 @click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def import_zoos(dest: str, sources: tuple[str, ...]) -> None:
     """Merge the runs of SOURCES into DEST (created if missing), skipping runs already there."""
-    with _open(dest, "a") as z, _errors():
+    with _open(dest, "a") as z:
         for source in sources:
             added, skipped = z.import_from(source)
             click.echo(f"{source}: {added} runs added, {skipped} already in {dest}")
+
+
+@zoo.command("add")
+@click.argument("dest", type=click.Path(dir_okay=False))
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Seconds to wait for another writer to release DEST.")
+def add(dest: str, results: tuple[str, ...], lock_timeout: float) -> None:
+    """Store training results that `cellzoo train --zoo` saved because it could not store
+    them; a result DEST already holds is skipped. Each file is deleted once stored."""
+    from cellzoo.zoo.pending import add_pending
+
+    with Zoo.open(dest, "a", timeout=lock_timeout) as z:
+        for result in results:
+            run_id, added = add_pending(z, Path(result))
+            click.echo(f"{result}: {'stored as' if added else 'already in the zoo as'} run "
+                       f"{run_id}")
 
 
 @zoo.command("stats")
@@ -191,6 +203,5 @@ def repair_cmd(path: str) -> None:
     """Set aside unreadable journal entries, rebuild a damaged index, compact the journal."""
     from cellzoo.zoo.repair import repair
 
-    with _errors():
-        for line in repair(path):
-            click.echo(line)
+    for line in repair(path):
+        click.echo(line)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cellzoo.dsl.parse import DSLError
+from cellzoo.dsl.parse import DSLError, shown
 from cellzoo.dsl.tree import Node
 from cellzoo.dsl.validate import DEFAULT_LIMITS, Limits, parse_cell
 
@@ -107,6 +107,6 @@ def resolve_cell(name_or_expr: str | Node, limits: Limits = DEFAULT_LIMITS) -> N
     except DSLError as err:
         if "(" not in name_or_expr and err.column in (None, 1):
             names = ", ".join(LIBRARY)
-            raise DSLError(f"{name_or_expr!r} is neither a library cell ({names}) "
+            raise DSLError(f"{shown(name_or_expr)} is neither a library cell ({names}) "
                            f"nor a valid expression: {err.reason}", err.column) from None
         raise

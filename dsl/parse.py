@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from cellzoo.common.errors import UserError
 from cellzoo.dsl.ops import OPS, SOURCES
 from cellzoo.dsl.tree import Node
 
@@ -19,7 +20,7 @@ MAX_TEXT = 1_000_000
 _TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(\()|(\))|(,)|(\S))")
 
 
-class DSLError(ValueError):
+class DSLError(UserError, ValueError):
     """Invalid cell text or an invalid cell; ``column`` is 1-based, or None if unknown."""
 
     def __init__(self, reason: str, column: int | None = None):
@@ -68,9 +69,9 @@ def parse_located(text: str) -> tuple[Node, dict[int, int]]:
     pending: tuple[str, int] | None = None  # an operator name waiting for '('
     for kind, value, col in _tokens(text):
         if result is not None:
-            raise DSLError(f"unexpected {value!r} after the end of the expression", col)
+            raise DSLError(f"unexpected {shown(value)} after the end of the expression", col)
         if kind == "bad":
-            raise DSLError(f"unexpected character {value!r}", col)
+            raise DSLError(f"unexpected character {shown(value)}", col)
         if expect == "(":
             if kind != "(":
                 raise DSLError(f"{pending[0]} must be followed by '('", col)
@@ -84,18 +85,18 @@ def parse_located(text: str) -> tuple[Node, dict[int, int]]:
                 op = stack[-1]
                 raise DSLError(f"{op.name} takes {_arity_text(op.name)}, got 0", op.column)
             if kind != "name":
-                raise DSLError(f"expected an operator or a source, got {value!r}", col)
+                raise DSLError(f"expected an operator or a source, got {shown(value)}", col)
             if value in SOURCES:
                 result = _attach(stack, Node(value), col, columns)
                 expect = "sep"
             elif value in OPS:
                 pending, expect = (value, col), "("
             else:
-                raise DSLError(f"unknown operator or source {value!r}{_suggest(value)}", col)
+                raise DSLError(f"unknown operator or source {shown(value)}{_suggest(value)}", col)
             continue
         # expect == "sep"
         if not stack:
-            raise DSLError(f"unexpected {value!r} after the end of the expression", col)
+            raise DSLError(f"unexpected {shown(value)} after the end of the expression", col)
         op = stack[-1]
         if kind == ",":  # too many arguments are counted and reported at ')'
             expect = "term"
@@ -109,7 +110,7 @@ def parse_located(text: str) -> tuple[Node, dict[int, int]]:
             _check_widths(op, node)
             result = _attach(stack, node, op.column, columns)
         else:
-            raise DSLError(f"expected ',' or ')', got {value!r}", col)
+            raise DSLError(f"expected ',' or ')', got {shown(value)}", col)
     if stack or result is None:
         where = stack[-1] if stack else None
         if pending is not None:
@@ -150,6 +151,13 @@ def _check_widths(op: _Open, node: Node) -> None:
 def _arity_text(name: str) -> str:
     n = OPS[name].arity
     return f"{n} argument" + ("" if n == 1 else "s")
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """``text`` quoted for an error message, cut to ``limit`` characters when longer."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
 
 
 def _suggest(name: str) -> str:

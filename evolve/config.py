@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cellzoo.common.errors import UserError
 from cellzoo.dsl import DEFAULT_LIMITS, Limits
 from cellzoo.train import TrainConfig
 
@@ -25,7 +26,7 @@ RESUMABLE = ("evaluations", "executor", "workers", "data_dir")
 MIN_ROUND = 4
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A bad option or config file; the message names the field and the valid choices."""
 
 

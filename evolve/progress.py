@@ -15,12 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cellzoo.common.errors import UserError
 from cellzoo.evolve.rundir import EVALUATIONS_LOG, RunDir
+
+#: a point this many times the median of the plot's perplexities is an outlier
+OUTLIER = 10
 
 COLUMNS = ["run", "arm", "n", "val_ppl", "status", "origin", "best_so_far", "hash", "expr"]
 
 
-class ProgressDataError(ValueError):
+class ProgressDataError(UserError, ValueError):
     """A folder given as a run directory holds no search log."""
 
 
@@ -110,12 +114,14 @@ def draw_progress(frame: pd.DataFrame, out: str | Path, title: str | None = None
 
 def _clip_outliers(ax, values: pd.Series) -> None:
     """Keep the y axis on the bulk of the points: random cells can reach perplexities of 1e7,
-    which would flatten everything else. Says how many points are cut."""
+    which would flatten everything else. Only points more than `OUTLIER` times the median
+    are cut (and counted on the plot); every other point is inside the axes."""
     if values.empty:
         return
-    top = 1.1 * values.quantile(0.9)
-    above = int((values > top).sum())
+    limit = OUTLIER * values.median()
+    shown, above = values[values <= limit], int((values > limit).sum())
+    ax.set_ylim(top=1.15 * shown.max())  # a margin: markers at the top are not cut in half
     if above:
-        ax.set_ylim(top=top)
-        ax.annotate(f"{above} points above {top:,.0f} not shown", xy=(0.01, 0.99),
+        noun = "point" if above == 1 else "points"
+        ax.annotate(f"{above} {noun} above {limit:,.0f} not shown", xy=(0.01, 0.99),
                     xycoords="axes fraction", va="top", fontsize=8, color="dimgray")

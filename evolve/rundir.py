@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from cellzoo.common.errors import CheckpointError
 from cellzoo.common.io import (
     append_jsonl,
     atomic_write,
@@ -45,10 +46,6 @@ EVALUATIONS_LOG = "evaluations.jsonl"
 RANKER_LOG = "ranker_log.jsonl"
 CELLS_DIR = "cells"
 LADDER_STATE = "ladder.json"
-
-
-class CheckpointError(ValueError):
-    """A run directory whose checkpoint cannot be read or belongs to something else."""
 
 
 class RunDir:

@@ -25,7 +25,7 @@ from cellzoo.analysis import ensemble as ens
 from cellzoo.analysis.activations import activations, split_text
 from cellzoo.analysis.cache import AnalysisCache, AnalysisError
 from cellzoo.analysis.compare import comparison, draw_comparison
-from cellzoo.analysis.selection import labels, only_task, select_runs
+from cellzoo.analysis.selection import POOL, TOKENS, labels, only_task, select_runs
 from cellzoo.evolve.breeding import MIN_RANKER_RUNS
 from cellzoo.evolve.config import SearchConfig
 from cellzoo.evolve.progress import draw_progress, progress_frame
@@ -53,9 +53,9 @@ class Options:
     cells; ``eval_tokens``: cap on the ensemble's validation and test tokens."""
 
     task: str | None = None
-    top: int = 6
+    top: int = POOL
     rows: int = 10
-    tokens: int = 1000
+    tokens: int = TOKENS
     eval_tokens: int | None = None
     data_dir: str | None = None
 
@@ -326,7 +326,7 @@ def cells_section(rep: Report) -> str:
         records.append(_record(rank, name, "proxy", run))
         records += [_record(rank, name, "other", r) for r in others]
     pd.DataFrame(records).to_csv(rep.out / "best_cells.csv", index=False)
-    header = ["#", "cell", "DSL", "params", "proxy val ppl", "proxy test ppl",
+    header = ["#", "cell", "DSL", "params", "proxy val ppl (as trained)", "proxy test ppl",
               "other trainings (val / test ppl, params)", "lineage"]
     return (h.para(f"Proxy training: config key {h.text(', '.join(sorted(keys)))} "
                    f"(task {h.text(task)}); each cell's best run under it.")
@@ -434,7 +434,8 @@ def _runs_table(runs: Sequence[Run], names: Sequence[str]) -> str:
     rows = [[h.text(n), h.text(r.run_id), h.text(config_label(r)), h.num(r.params),
              h.num(r.val_ppl), h.num(r.test_ppl), h.code(r.expr)]
             for n, r in zip(names, runs, strict=True)]
-    return h.table(["label", "run", "training", "params", "val ppl", "test ppl", "DSL"], rows,
+    return h.table(["label", "run", "training", "params", "val ppl (as trained)", "test ppl",
+                    "DSL"], rows,
                    numeric=(3, 4, 5), table_id="analysed-runs")
 
 
@@ -462,13 +463,17 @@ def ensemble_section(rep: Report) -> str:
                 h.num(result.uniform_test_ppl)]]
     tokens = (f"the first {rep.options.eval_tokens:,} tokens of each split"
               if rep.options.eval_tokens else "the full validation and test splits")
+    # not the perplexities measured in training (other tokens): say which these are
+    where = (f"first {rep.options.eval_tokens:,} tokens" if rep.options.eval_tokens
+             else "full split")
+    measured = [f"val ppl ({where})", f"test ppl ({where})"]
     return (h.para(f"Pool: the {len(result.pool)} runs of task {h.text(task)} with the lowest "
                    f"validation perplexity; members chosen greedily (with replacement) on the "
                    f"validation split; perplexities on {tokens}. Ensemble gain over its best "
                    f"member: {result.gain:.1%}.")
-            + h.table(["", "val ppl", "test ppl"], summary, numeric=(1, 2),
+            + h.table(["", *measured], summary, numeric=(1, 2),
                       table_id="ensemble-summary")
-            + h.table(["run", "weight", "val ppl", "test ppl", "run id", "DSL"], rows,
+            + h.table(["run", "weight", *measured, "run id", "DSL"], rows,
                       numeric=(1, 2, 3), table_id="ensemble-members")
             + h.para(h.link("ensemble.json", "the ensemble (for `cellzoo ensemble --load`)")))
 

@@ -24,7 +24,8 @@ DATA = Path(os.environ.get("CELLZOO_DATA", _SHARED))
 
 def _needs(relative: str) -> Path:
     if not (DATA / relative).exists():
-        pytest.skip(f"{relative} not found under {DATA} (set CELLZOO_DATA to the data folder)")
+        pytest.skip(f"{relative} not found under {DATA} (set CELLZOO_DATA to the data folder; "
+                    "docs/training.md and docs/ranker.md say where the data comes from)")
     return DATA
 
 

@@ -161,6 +161,9 @@ def test_ensemble_tables_match_the_saved_ensemble(made):
     assert best[1] == f"{again.best_member_test_ppl:,.2f}"
     members = {r[4]: r for r in page.tables["ensemble-members"][1:]}
     assert len(members) == len(again.pool) == 4
+    # the same run has other perplexities here than in training: the headers say which
+    assert page.tables["ensemble-members"][0][2] == "val ppl (first 500 tokens)"
+    assert page.tables["best-cells"][0][4] == "proxy val ppl (as trained)"
     for m in again.pool:
         assert members[m.run_id][3] == f"{m.test_ppl:,.2f}"
         assert members[m.run_id][1].split("/")[0] == str(m.weight)

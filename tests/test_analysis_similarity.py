@@ -69,3 +69,31 @@ def test_similarity_matrix(rep):
     np.testing.assert_allclose(np.diag(matrix), 1.0)
     assert matrix.loc["a", "b"] == pytest.approx(1.0)
     assert matrix.loc["a", "c"] < 0.1
+
+
+def _iterative_svcca(x: np.ndarray, y: np.ndarray, variance: float = 0.99) -> float:
+    """The earlier implementation: scikit-learn PCA, then its iterative CCA (slow: tiny only)."""
+    import warnings
+
+    from sklearn.cross_decomposition import CCA
+    from sklearn.decomposition import PCA
+
+    x, y = x - x.mean(axis=0), y - y.mean(axis=0)
+    xr = PCA(n_components=variance, svd_solver="full").fit_transform(x)
+    yr = PCA(n_components=variance, svd_solver="full").fit_transform(y)
+    k = min(xr.shape[1], yr.shape[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xc, yc = CCA(n_components=k, max_iter=5000, tol=1e-12).fit(xr, yr).transform(xr, yr)
+    xc, yc = xc.reshape(len(x), -1), yc.reshape(len(y), -1)
+    return float(np.mean([abs(np.corrcoef(xc[:, i], yc[:, i])[0, 1]) for i in range(k)]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_closed_form_svcca_equals_the_iterative_one(seed):
+    """Tanh 'hidden states' of two cells reading one shared signal, of different widths."""
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(size=(400, 4))
+    x = np.tanh(signal @ rng.normal(size=(4, 6)) + 0.3 * rng.normal(size=(400, 6)))
+    y = np.tanh(signal[:, :3] @ rng.normal(size=(3, 5)) + 0.5 * rng.normal(size=(400, 5)))
+    assert svcca(x, y) == pytest.approx(_iterative_svcca(x, y), abs=1e-5)

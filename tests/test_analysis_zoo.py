@@ -163,7 +163,7 @@ def test_compare_command(zoo_path, tmp_path):
     out = tmp_path / "out"
     result = _invoke("compare", zoo_path, "--top", 4, "--tokens", 300, "--out", out, "--json")
     assert result.exit_code == 0, result.output
-    paths = json.loads(result.output)
+    paths = json.loads(result.stdout)  # progress goes to stderr
     for name in ("heatmaps", "clustermap", "diversity"):
         data = Path(paths[name]).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000

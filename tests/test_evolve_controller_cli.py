@@ -19,10 +19,10 @@ def sample(*args: str):
 def test_sample_json_prints_valid_cells():
     out = sample("-n", "40", "--json", "--no-pretrain", "--seed", "2")
     assert out.exit_code == 0, out.output
-    rows = json.loads(out.output)
+    rows = json.loads(out.stdout)
     assert len(rows) == 40
     assert all(is_valid(parse(r["expr"])) and r["hash"] == cell_hash(r["expr"]) for r in rows)
-    again = json.loads(sample("-n", "40", "--json", "--no-pretrain", "--seed", "2").output)
+    again = json.loads(sample("-n", "40", "--json", "--no-pretrain", "--seed", "2").stdout)
     assert again == rows
 
 

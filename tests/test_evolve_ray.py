@@ -18,16 +18,17 @@ import time
 from pathlib import Path
 
 import pytest
-import ray
 import torch
 from helpers import collect
 
-from cellzoo.evolve.config import SearchConfig
-from cellzoo.evolve.executors import Job, make_executor
-from cellzoo.evolve.ray_executor import TASK_NAME, RayExecutor, start_local_ray
-from cellzoo.evolve.search import Search
-from cellzoo.train import TrainConfig
-from cellzoo.zoo import Zoo
+ray = pytest.importorskip("ray", reason="Ray is an extra: ./install.sh ray (CI installs it)")
+
+from cellzoo.evolve.config import SearchConfig  # noqa: E402  (after the skip: needs Ray)
+from cellzoo.evolve.executors import Job, make_executor  # noqa: E402
+from cellzoo.evolve.ray_executor import TASK_NAME, RayExecutor, start_local_ray  # noqa: E402
+from cellzoo.evolve.search import Search  # noqa: E402
+from cellzoo.train import TrainConfig  # noqa: E402
+from cellzoo.zoo import Zoo  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

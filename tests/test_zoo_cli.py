@@ -83,19 +83,21 @@ def _stepwise_ppl(model, data, config):
     return math.exp(total / ((rows - 1) * batch))
 
 
-def test_export_torchscript_reproduces_stored_val_ppl(zoo_path, tmp_path):
+def test_export_reproduces_stored_val_ppl(zoo_path, tmp_path):
     lstm = _runs(zoo_path)[0]
     out = tmp_path / "export"
     listed = cli("zoo", "export", zoo_path, lstm["hash"][:8], "--out", out).split()
     assert sorted(p.rsplit("/", 1)[1] for p in listed) == sorted(
-        ["cell.dsl", "config.json", "run.json", "README.txt", "state_dict.pt", "model.ts"])
+        ["cell.dsl", "config.json", "run.json", "vocab.json", "README.txt", "state_dict.pt",
+         "model.pt2"])
     assert (out / "cell.dsl").read_text().strip() == lstm["expr"]
     config = json.loads((out / "config.json").read_text())
     meta = json.loads((out / "run.json").read_text())
-    model = torch.jit.load(str(out / "model.ts"))
+    model = torch.export.load(out / "model.pt2").module()
     model.state_shapes = meta["state_shapes"]
     state_dict = torch.load(out / "state_dict.pt", weights_only=True)
     assert torch.equal(state_dict["decoder.bias"], model.lm.decoder.bias)
+    assert json.loads((out / "vocab.json").read_text())["tokens"][:2] == ["s0", "s1"]
     valid = load_corpus("synthetic").valid
     assert _stepwise_ppl(model, valid, config) == pytest.approx(lstm["val_ppl"], rel=1e-5)
     assert TrainConfig.from_dict(config).key() == lstm["config_key"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from cellzoo.common.errors import CheckpointError
 from cellzoo.common.io import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -20,9 +21,6 @@ CHECKPOINT_NAME = "checkpoint.pt"
 BRANCH_NAME = "branch.pt"
 FORMAT = 1
 
-
-class CheckpointError(ValueError):
-    """A checkpoint folder holds nothing usable, or a different run's checkpoint."""
 
 
 def checkpoint_path(folder: str | os.PathLike, name: str = CHECKPOINT_NAME) -> Path:

@@ -1,9 +1,10 @@
 """Corpora: where a task's text lives, how it becomes token ids, and the synthetic language.
 
 A real corpus is a folder with ``train.txt``, ``valid.txt`` and ``test.txt``.
-It is looked up in order: the ``data_dir`` argument (the folder itself, or a
-folder holding ``<task>/``), ``$CELLZOO_DATA/<task>/``, then the cache folder
-``$CELLZOO_CACHE/<task>/`` (default ``~/.cache/cellzoo/<task>/``), where
+A folder named explicitly (the ``data_dir`` argument: the folder itself, or a
+folder holding ``<task>/``) is used or refused, never swapped for another corpus.
+Without one, the corpus is looked up in ``$CELLZOO_DATA/<task>/``, then in the cache
+folder ``$CELLZOO_CACHE/<task>/`` (default ``~/.cache/cellzoo/<task>/``), where
 ``cellzoo data fetch`` puts downloads.
 """
 
@@ -18,18 +19,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cellzoo.common.errors import UserError
+
 SPLITS = ("train", "valid", "test")
 REAL_TASKS = ("ptb", "ptb-char", "wikitext-2")
 EOS = "<eos>"
 
 
-class CorpusNotFoundError(FileNotFoundError):
+class CorpusNotFoundError(UserError, FileNotFoundError):
     """A task's corpus is in none of the places searched; the message says how to provide it."""
 
     def __init__(self, task: str, searched: list[Path]):
         self.task = task
         self.searched = searched
-        places = "\n".join(f"  - {p}" for p in searched) or "  (nowhere: no place was configured)"
+        places = "\n".join(f"  - {p}{_absent(p)}" for p in searched) or \
+            "  (nowhere: no place was configured)"
         super().__init__(
             f"corpus {task!r} not found (need train.txt, valid.txt, test.txt). Looked in:\n"
             f"{places}\nProvide it with one of:\n"
@@ -65,10 +69,10 @@ def cache_dir() -> Path:
 
 
 def candidate_dirs(task: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The folders searched for ``task``, in order."""
-    found: list[Path] = []
+    """The folders searched for ``task``, in order: only ``data_dir``'s when one is given."""
     if data_dir is not None:
-        found += [Path(data_dir), Path(data_dir) / task]
+        return [Path(data_dir), Path(data_dir) / task]
+    found: list[Path] = []
     env = os.environ.get("CELLZOO_DATA")
     if env:
         found.append(Path(env) / task)
@@ -77,7 +81,20 @@ def candidate_dirs(task: str, data_dir: str | os.PathLike | None = None) -> list
 
 
 def has_corpus(folder: Path) -> bool:
-    return all((folder / f"{split}.txt").is_file() for split in SPLITS)
+    return not missing_files(folder)
+
+
+def missing_files(folder: Path) -> list[str]:
+    """The split files ``folder`` lacks (all three when it does not exist)."""
+    return [f"{split}.txt" for split in SPLITS if not (folder / f"{split}.txt").is_file()]
+
+
+def _absent(folder: Path) -> str:
+    """'' for a missing folder, else which split files an existing folder lacks."""
+    missing = missing_files(folder)
+    if not folder.is_dir() or not missing:
+        return ""
+    return f" (exists, but has no {', '.join(missing)})"
 
 
 def resolve_corpus_dir(task: str, data_dir: str | os.PathLike | None = None) -> Path:

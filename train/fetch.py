@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from cellzoo.common.errors import UserError
 from cellzoo.common.io import write_bytes_atomic
 from cellzoo.train.corpus import SPLITS, cache_dir, has_corpus
 
@@ -46,7 +47,7 @@ SHA256: dict[str, dict[str, str]] = {
 }
 
 
-class FetchError(RuntimeError):
+class FetchError(UserError, RuntimeError):
     """A download failed or gave bytes with the wrong checksum."""
 
 
@@ -58,9 +59,9 @@ def fetch_corpus(task: str, dest: Path | None = None) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         if task == "ptb-char":
-            data = ptb_to_chars(_download("ptb", split))
+            data = ptb_to_chars(_download("ptb", split, task, dest))
         else:
-            data = _download(task, split)
+            data = _download(task, split, task, dest)
         _check(data, SHA256[task][split], f"{task} {split}")
         write_bytes_atomic(dest / f"{split}.txt", data)
     return dest
@@ -73,8 +74,9 @@ def ptb_to_chars(word_level: bytes) -> bytes:
     return "".join(chars).encode()
 
 
-def _download(task: str, split: str) -> bytes:
-    url = SOURCES[task].format(split=split)
+def _download(source: str, split: str, task: str, dest: Path) -> bytes:
+    """One split of ``source``'s files; the error tells how to put ``task``'s into ``dest``."""
+    url = SOURCES[source].format(split=split)
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
             return response.read()
@@ -82,7 +84,7 @@ def _download(task: str, split: str) -> bytes:
         raise FetchError(
             f"could not download {url}: {getattr(err, 'reason', err)}.\n"
             f"Without network access, copy train.txt, valid.txt and test.txt of {task} into "
-            f"{cache_dir() / task}, or set CELLZOO_DATA to a folder holding {task}/, "
+            f"{dest}, or set CELLZOO_DATA to a folder holding {task}/, "
             f"or pass --data DIR.") from None
 
 

@@ -1,8 +1,7 @@
-"""From a stored run back to a working model: rebuild, evaluate again, trace to TorchScript."""
+"""From a stored run back to a working model: rebuild, evaluate again, export (torch.export)."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,15 +60,15 @@ def initial_state(lm: LanguageModel, batch: int) -> tuple[Tensor, ...]:
     return tuple(t for layer in lm.init_state(batch) for t in layer)
 
 
-def trace_step_model(lm: LanguageModel) -> torch.jit.ScriptModule:
-    """TorchScript of the one-token step model; load it with plain `torch.jit.load`."""
+def export_step_model(lm: LanguageModel) -> torch.export.ExportedProgram:
+    """`torch.export` program of the one-token step model, any batch size; save it with
+    `torch.export.save` and load it with plain torch: `torch.export.load(path).module()`."""
     lm = lm.eval()
     example = (torch.zeros(2, dtype=torch.long), initial_state(lm, 2))
-    with torch.no_grad(), warnings.catch_warnings():
-        # the compiled cell checks for empty input in Python; a step always has one token
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.trace(_Step(lm), example, check_trace=False)
+    batch = torch.export.Dim("batch", min=1)
+    dynamic = ({0: batch}, tuple({0: batch} for _ in example[1]))
+    with torch.no_grad():
+        return torch.export.export(_Step(lm), example, dynamic_shapes=dynamic)
 
 
 def state_shapes(lm: LanguageModel) -> list[list[int]]:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
+from cellzoo.common.errors import UserError
 from cellzoo.dsl import Node, depth, node_count, op_counts, preorder, to_text
 from cellzoo.dsl.canonical import canonical, text_hash
 
@@ -23,7 +24,7 @@ LINEAGE_KEYS = ("parents", "origin", "operator", "generation", "search_id")
 JSON_FIELDS = ("config", "parents")
 
 
-class ZooError(Exception):
+class ZooError(UserError):
     """A zoo problem a user can hit: a bad file, a lock held by someone else, a missing run."""
 
 
