@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
+from cellzoo.common.io import publish
 from cellzoo.train.config import TrainResult
-from cellzoo.zoo.atomic import publish
 from cellzoo.zoo.records import Run, ZooError
 from cellzoo.zoo.store import Zoo
 
