@@ -3,10 +3,11 @@
 ```
 RUN_DIR/
   config.json              the resolved SearchConfig (written when the search starts)
-  checkpoint.json          counters, population, queue, in-flight jobs, the config key ...
+  checkpoint.json          counters, population, queue, in-flight jobs, the config key,
+                           a ladder search's ASHA state and cells' rates ...
   checkpoint-NNNNNN.pt     RNG states, ranker and controller state dicts (named by the JSON)
   evaluations.jsonl        one line per result that joined the population
-  ranker_log.jsonl         one line per trained candidate the ranker had scored
+  ranker_log.jsonl         one line per trained candidate the ranker had scored (and rung)
   cells/<hash>/            per-cell training checkpoints (kept for continued training)
   ladder.json              fidelity-ladder state
 ```
@@ -158,6 +159,10 @@ class RunDir:
 
     def log_ranker(self, row: dict[str, Any]) -> None:
         append_jsonl(self.path / RANKER_LOG, row)
+
+    def ranker_log(self) -> list[dict[str, Any]]:
+        """Rows of the ranker log, in order ([] when there is none)."""
+        return read_jsonl(self.path / RANKER_LOG)
 
     @property
     def has_ranker_log(self) -> bool:
