@@ -6,10 +6,10 @@ RUN_DIR/
   checkpoint.json          counters, population, queue, in-flight jobs, the config key,
                            a ladder search's ASHA state and cells' rates ...
   checkpoint-NNNNNN.pt     RNG states, ranker and controller state dicts (named by the JSON)
-  evaluations.jsonl        one line per result that joined the population
+  evaluations.jsonl        one line per result that joined the population (or, on a
+                           ladder, a rung result that updated its member)
   ranker_log.jsonl         one line per trained candidate the ranker had scored (and rung)
-  cells/<hash>/            per-cell training checkpoints (kept for continued training)
-  ladder.json              fidelity-ladder state
+  cells/<hash>/            a ladder search's per-cell rung checkpoints (promotions continue them)
 ```
 
 Checkpoints: each save writes a new .pt first, then replaces the JSON atomically, then
@@ -45,7 +45,6 @@ STATE_NAME = "checkpoint.json"
 EVALUATIONS_LOG = "evaluations.jsonl"
 RANKER_LOG = "ranker_log.jsonl"
 CELLS_DIR = "cells"
-LADDER_STATE = "ladder.json"
 
 
 class CheckpointError(ValueError):
@@ -72,10 +71,6 @@ class RunDir:
     def cell_dir(self, cell_hash: str) -> Path:
         """The folder for one cell's training checkpoints."""
         return self.path / CELLS_DIR / cell_hash
-
-    @property
-    def ladder_path(self) -> Path:
-        return self.path / LADDER_STATE
 
     # ---- the stored configuration --------------------------------------------------------
 

@@ -258,21 +258,21 @@ def progress_section(rep: Report) -> str:
 
 def _progress_table(frame: pd.DataFrame) -> str:
     """Per run; a ladder search's best is its best at the highest rung it reached."""
-    counts = frame.groupby("run", sort=False).size()
-    frame = frame[frame["rung"] == frame.groupby("run")["rung"].transform("max")]
-    finals = frame.groupby("run", sort=False)["best_so_far"].last()
+    tops = {run: part[part["rung"] == part["rung"].max()]
+            for run, part in frame.groupby("run", sort=False)}
+    finals = pd.Series({run: top["best_so_far"].iloc[-1] for run, top in tops.items()})
     arms = frame.groupby("run", sort=False)["arm"].first()
     random_runs = [run for run, arm in arms.items() if arm.startswith("random")]
     target = finals[random_runs].mean() if random_runs else math.nan
     rows = []
     for run, part in frame.groupby("run", sort=False):
-        best = finals[run]
-        reach = trainings_to_reach(part, target) if math.isfinite(target) else None
-        rows.append([h.text(run), h.text(arms[run]), h.num(int(counts[run])),
+        best, top = finals[run], tops[run]
+        reach = trainings_to_reach(top, target) if math.isfinite(target) else None
+        rows.append([h.text(run), h.text(arms[run]), h.num(len(part)),
                      h.num(int((part["status"] != "ok").sum())), h.num(best),
-                     h.num(trainings_to_reach(part, best) if math.isfinite(best) else None),
+                     h.num(trainings_to_reach(top, best) if math.isfinite(best) else None),
                      h.num(reach) if reach else ("–" if not math.isfinite(target)
-                                                 else f"not within {counts[run]}")])
+                                                 else f"not within {len(part)}")])
     header = ["run", "kind", "trained", "diverged/failed", "best val ppl", "reached at",
               "trainings to reach random's best" + (f" ({target:.2f})"
                                                     if math.isfinite(target) else "")]

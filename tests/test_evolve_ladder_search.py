@@ -137,6 +137,16 @@ def test_the_progress_frame_keeps_the_best_per_rung(reference):
     assert done.exit_code == 0, done.output
 
 
+def test_the_report_reads_a_ladder_run(reference, tmp_path):
+    tmp, _, _, _ = reference
+    done = CliRunner().invoke(main, ["report", "--zoo", str(tmp / "ref.h5"), "--run-dir",
+                                     str(tmp / "ref"), "--out", str(tmp_path / "report"),
+                                     "--tokens", "100", "--no-cache"])
+    assert done.exit_code == 0, done.output
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "progress-table" in page
+
+
 def test_killed_after_a_promotion_result_then_resumed(reference):
     tmp, toml, _, expected = reference
     zoo, run_dir = tmp / "a.h5", tmp / "a"
