@@ -103,8 +103,9 @@ class SearchConfig:
 
     @property
     def kind(self) -> str:
-        """The kind of search, as plots and reports name it: strategy plus its plug-ins."""
-        return "+".join([self.strategy] + [name for name in ("ranker", "controller")
+        """The kind of search, as plots and reports name it: strategy plus its plug-ins (and
+        ``ladder`` for a ladder search)."""
+        return "+".join([self.strategy] + [name for name in ("ranker", "controller", "ladder")
                                            if getattr(self, name)])
 
     def _check_ladder(self) -> None:

@@ -1,10 +1,11 @@
 """A job: one candidate to train, as plain data any executor can ship anywhere, and the
 function every executor runs on it (in this process, in a pool worker, or as a Ray task).
 
-A ladder job (``ladder`` set: the search's ladder table) trains its cell at ``rung`` with
-checkpoints under ``checkpoint``: at rung 0 without a rate, the learning-rate probe
-(the chosen rate's run is the result); above, `train_rung` at the cell's rate ``lr``,
-continuing from the rung below's branch checkpoint.
+A ladder job (``ladder`` set: the search's ladder table; ``config``: the preset's, whose
+``device`` it trains on) trains its cell at ``rung`` with checkpoints under
+``checkpoint``: at rung 0 without a rate, the learning-rate probe (the chosen rate's run
+is the result); above, `train_rung` at the cell's rate ``lr``, continuing from the rung
+below's branch checkpoint.
 
 A failure of the candidate itself (an exception while building or training it) is its
 result, "failed", never an exception in the worker.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import math
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -72,7 +73,7 @@ def run_job(job: Job) -> TrainResult:
 def run_ladder_job(job: Job) -> TrainResult:
     """A ladder job's training. A rung-0 cell no probe rate passes keeps its last rate's
     result, with the probe's reasons as its ``error`` (the search never promotes it)."""
-    ladder = ladder_of(job.ladder)
+    ladder = replace(ladder_of(job.ladder), device=job.config.get("device", "auto"))
     if job.rung > 0 or job.lr is not None:
         return train_rung(job.expr, ladder, job.rung, job.lr, 0, job.checkpoint, job.data_dir)
     found = probe(job.expr, ladder, 0, job.checkpoint, job.data_dir,

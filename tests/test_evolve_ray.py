@@ -241,6 +241,23 @@ def test_compiled_cell_on_cuda_matches_cpu(mode):
 
 
 @CUDA
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_a_ladder_job_trains_on_its_configs_device(device, tmp_path):
+    """What the Ray executor relies on: a trial Ray gave no GPU sets the job's device to cpu."""
+    from cellzoo.dsl.library import LIBRARY
+    from cellzoo.evolve.jobs import run_job
+
+    ladder = dict(preset="synthetic-small", eta=2, rungs=2, rung0_tokens=None,
+                  top_tokens=4000, reference="LSTM", probe=[1.0])
+    config = TrainConfig.preset("synthetic-small", device=device).to_dict()
+    job = Job(0, LIBRARY["LSTM"].expr, config, ladder=ladder, rung=1, lr=1.0,
+              checkpoint=str(tmp_path))
+    result = run_job(job)
+    assert result.status == "ok" and result.device.startswith("cpu" if device == "cpu"
+                                                               else "cuda")
+
+
+@CUDA
 def test_training_on_cuda():
     from cellzoo.train import train_cell
 
