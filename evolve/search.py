@@ -215,8 +215,10 @@ class Search:
 
     def _promotion(self) -> Job | None:
         """On a ladder: the job of ASHA's next promotion, if any."""
-        job = self.climb and self.climb.promotion(self.counters.next_job)
-        if job:
+        if self.climb is None:
+            return None
+        job = self.climb.promotion(self.counters.next_job)
+        if job is not None:
             self.counters.next_job += 1
         return job
 
@@ -314,21 +316,17 @@ class Search:
         self.counters.evaluated += 1
         if self.best is None or member.rank > self.best.rank:
             self.best = member
-        self.files.log_evaluation({
-            **member.to_dict(), "n": member.born, "trained": self.counters.trained,
-            "round": round_index, "operator": lineage.get("operator"),
-            "parents": lineage.get("parents"), "run_id": run_id, "seconds": seconds,
-            **({"lr": lr} if (lr := self._rate(member)) is not None else {}),
-            "best_val_ppl": self.best.to_dict()["val_ppl"], "time": time.time()})
+        row = {**member.to_dict(), "n": member.born, "trained": self.counters.trained,
+               "round": round_index, "operator": lineage.get("operator"),
+               "parents": lineage.get("parents"), "run_id": run_id, "seconds": seconds,
+               "best_val_ppl": self.best.to_dict()["val_ppl"], "time": time.time()}
+        if self.climb is not None:  # the cell's probed learning rate
+            row["lr"] = self.climb.cells[member.hash]["lr"]
+        self.files.log_evaluation(row)
         if self.on_event is not None:
             self.on_event(Event(member, self.best, self.new_trained,
                                 self.config.evaluations, self.counters.reused,
                                 self.elapsed_total))
-
-    def _rate(self, member: Member) -> float | None:
-        """A ladder cell's probed learning rate (None in a proxy search)."""
-        cell = self.climb.cells.get(member.hash) if self.climb else None
-        return cell and cell["lr"]
 
     # ---- checkpoints ---------------------------------------------------------------------
 

@@ -126,6 +126,16 @@ def test_the_ladder_search_promotes_and_ranks_within_rungs(reference):
         assert best_share <= set(asha["results"][rung + 1])
 
 
+def test_the_ranker_fits_on_the_ladders_rung0_runs_and_nothing_is_reused(reference):
+    tmp, toml, _, result = reference
+    search = Search(resolve(load_toml(toml), {"zoo": str(tmp / "ref.h5")}), tmp / "other")
+    with Zoo.open(tmp / "ref.h5", "r") as zoo:
+        runs = search.scope.fit_runs(zoo)
+        assert len(runs) == 6 and {r.config["budget_tokens"] for r in runs} == {9000}
+        assert len({r.config["hidden"] for r in runs}) > 1  # widths differ per cell
+        assert search.scope.find(zoo, runs[0].hash) is None
+
+
 def test_the_progress_frame_keeps_the_best_per_rung(reference):
     tmp, _, _, _ = reference
     frame = progress_frame([tmp / "ref"])
