@@ -195,7 +195,8 @@ def ladder_table(table: dict[str, Any]) -> dict[str, Any]:
                           "[ladder] table)")
     probe = full["probe"]
     if (not isinstance(probe, list) or not probe
-            or not all(isinstance(x, int | float) and 0 < x <= 1 for x in probe)):
+            or not all(isinstance(x, int | float) and 0 < x <= 1 for x in probe)
+            or probe != sorted(probe, reverse=True)):
         raise ConfigError(f"ladder probe must be a list of rate scales in (0, 1], largest "
                           f"first, got {probe!r}")
     full["probe"] = [float(x) for x in probe]

@@ -262,6 +262,8 @@ def test_ladder_tables_are_checked():
         SearchConfig(ladder={"preset": "synthetic-small", "grace": 1})
     with pytest.raises(ConfigError, match="probe must be a list"):
         SearchConfig(ladder={"preset": "synthetic-small", "probe": [2.0]})
+    with pytest.raises(ConfigError, match="largest first"):
+        SearchConfig(ladder={"preset": "synthetic-small", "probe": [0.5, 1.0]})
     with pytest.raises(ConfigError, match="budget_tokens, train cannot be set"):
         SearchConfig(ladder={"preset": "synthetic-small"}, budget_tokens=100,
                      train={"hidden": 4})
