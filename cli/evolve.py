@@ -44,7 +44,7 @@ def _default(name: str) -> str:
               help="Corpus folder (else $CELLZOO_DATA or the cache).")
 @click.option("--evaluations", type=click.IntRange(min=1), default=None,
               help=f"Candidates to train in all (default {_default('evaluations')}; zoo reuses "
-                   f"do not count).")
+                   f"do not count; on a ladder: new candidates, at rung 0).")
 @click.option("--population", type=click.IntRange(min=1), default=None,
               help=f"Population size P (default {_default('population')}).")
 @click.option("--sample", type=click.IntRange(min=1), default=None,
@@ -82,6 +82,16 @@ def _default(name: str) -> str:
 @click.option("--controller-share", type=click.FloatRange(0, 1), default=None,
               help=f"Share of each round's candidates from the controller (default "
                    f"{_default('controller_share')}).")
+@click.option("--ladder", "ladder_preset", default=None, metavar="PRESET",
+              help="Judge candidates on the fidelity ladder of this training preset (e.g. "
+                   "zaremba-small): rate probe at rung 0, successive halving up the rungs.")
+@click.option("--eta", type=int, default=None,
+              help="Ladder reduction factor: budgets grow and promotions thin by it (default 3).")
+@click.option("--rungs", type=int, default=None, help="Number of ladder rungs.")
+@click.option("--rung0-tokens", type=int, default=None,
+              help="Ladder rung 0's budget; the rung count follows (instead of --rungs).")
+@click.option("--top-tokens", type=int, default=None,
+              help="Ladder top rung's budget (default and at most: the preset's full run).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               default=None, help="TOML file of defaults (options given here override it).")
 @click.option("--resume", is_flag=True,
@@ -104,6 +114,7 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
     if run_dir is None:
         raise click.UsageError("missing --run-dir DIR (or RUN_DIR)")
     ray_options = {k: options.pop(k) for k in ("address", "gpus_per_trial", "cpus_per_trial")}
+    options["ladder"] = _ladder_options(options)
     config = _resolve(Path(run_dir), config_file, resume, options)
     try:
         plugins = {"ranker": make_ranker() if config.ranker else None,
@@ -111,9 +122,9 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
                    "executor": make_executor(config.executor, config.workers, **ray_options)}
         search = Search.open(config, run_dir, **plugins)
         if search.resumed:
-            click.echo(f"resuming the search in {run_dir}: {search.counters.trained} of "
+            click.echo(f"resuming the search in {run_dir}: {search.new_trained} of "
                        f"{config.evaluations} candidates trained", err=True)
-        with Reporter(config.evaluations, search.counters.trained,
+        with Reporter(config.evaluations, search.new_trained,
                       live=None if not as_json else False) as reporter:
             search.on_event = reporter
             search.run()
@@ -123,6 +134,13 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
     except (SearchError, ZooError, OSError, ValueError) as err:
         raise UserError(str(err)) from None
     _report(search, as_json)
+
+
+def _ladder_options(options: dict[str, Any]) -> dict[str, Any] | None:
+    """The ladder options given (popped from ``options``) as a ladder table, or None."""
+    table = {"preset": options.pop("ladder_preset")}
+    table.update({k: options.pop(k) for k in ("eta", "rungs", "rung0_tokens", "top_tokens")})
+    return {k: v for k, v in table.items() if v is not None} or None
 
 
 def make_ranker() -> PreFilter:
@@ -193,14 +211,15 @@ def _report(search: Any, as_json: bool) -> None:
         click.echo(json.dumps({
             "run_dir": str(search.run_dir), "zoo": search.config.zoo,
             "search_id": search.search_id, "config_key": search.key,
-            "evaluations": c.trained, "reused": c.reused, "rounds": c.rounds,
+            "evaluations": search.new_trained, "promotions": c.promoted, "reused": c.reused,
+            "rounds": c.rounds,
             "population": [m.to_dict() for m in search.strategy.members],
             "best": best, "top": top, "seconds": round(search.elapsed_total, 3)},
             allow_nan=False))
         return
     console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200)
     console.print(best_table(top, f"best cells of {search.run_dir} "
-                                  f"({search.counters.trained} trained, "
+                                  f"({search.new_trained} trained, "
                                   f"{search.counters.reused} reused)"))
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
 from cellzoo.common.rng import tuples
 from cellzoo.dsl import parse
@@ -38,8 +39,31 @@ from cellzoo.zoo import Run, Zoo
 
 #: redraws of a candidate that duplicates a known cell before a random cell is tried instead
 MAX_REDRAWS = 50
-#: the ranker is fitted once the zoo holds this many runs under the search's configuration
+#: the ranker is fitted once the zoo holds this many ok runs of the search's kind
 MIN_RANKER_RUNS = 8
+
+
+class Scope(Protocol):
+    """Which zoo runs are results of the search's kind."""
+
+    def find(self, zoo: Zoo, cell_hash: str) -> Run | None:
+        """The cell's run the search may reuse instead of training it (None: train it)."""
+
+    def fit_runs(self, zoo: Zoo) -> list[Run]:
+        """The runs the pre-filter is fitted on."""
+
+
+@dataclass(frozen=True)
+class KeyScope:
+    """The runs under one training configuration key (a proxy search's)."""
+
+    key: str
+
+    def find(self, zoo: Zoo, cell_hash: str) -> Run | None:
+        return zoo.find_run(cell_hash, self.key)
+
+    def fit_runs(self, zoo: Zoo) -> list[Run]:
+        return [r for r in zoo.runs() if r.config_key == self.key]
 
 
 class Round(NamedTuple):
@@ -65,17 +89,17 @@ class Breeder:
 
     # ---- rounds --------------------------------------------------------------------------
 
-    def initial(self, size: int, taken: set[str], zoo: Zoo, key: str) -> Round:
+    def initial(self, size: int, taken: set[str], zoo: Zoo, scope: Scope) -> Round:
         """The human library (what the operator level allows), then random cells."""
         cands = library_candidates(self.config.ops, self.config.limits) \
             if self.config.library else []
         cands = self._unique(cands[:size], self._random, size, taken)
-        return Round(*self._split_known(cands, zoo, key))
+        return Round(*self._split_known(cands, zoo, scope))
 
-    def offspring(self, k: int, taken: set[str], zoo: Zoo, key: str) -> Round:
+    def offspring(self, k: int, taken: set[str], zoo: Zoo, scope: Scope) -> Round:
         """``k`` candidates to train (bred, and a share from the proposer), pre-filtered;
         none of them in ``taken``."""
-        self._refit_ranker(zoo, key)
+        self._refit_ranker(zoo, scope)
         self._update_proposer()
         factor = self.config.offspring_factor if self.ranker_ready else 1
         k_prop = int(round(k * self.config.controller_share)) if self.proposer else 0
@@ -84,7 +108,7 @@ class Breeder:
             if n == 0:
                 continue
             # each source is checked against ``taken`` alone, not against the other's pool
-            pool, pool_known = self._split_known(make(n * factor, set(taken)), zoo, key)
+            pool, pool_known = self._split_known(make(n * factor, set(taken)), zoo, scope)
             known += pool_known
             scores = self._score(pool)
             chosen += prefilter(pool, scores, n, self.config.random_share, self.rng)
@@ -132,21 +156,21 @@ class Breeder:
         return out
 
     @staticmethod
-    def _split_known(cands: list[Candidate], zoo: Zoo, key: str
+    def _split_known(cands: list[Candidate], zoo: Zoo, scope: Scope
                      ) -> tuple[list[Candidate], list[tuple[Candidate, Run]]]:
-        """(cells to train, cells whose run under this configuration the zoo already has)"""
+        """(cells to train, cells whose run of the search's kind the zoo already has)"""
         fresh, known = [], []
         for cand in cands:
-            run = zoo.find_run(cand.hash, key)
+            run = scope.find(zoo, cand.hash)
             (fresh.append(cand) if run is None else known.append((cand, run)))
         return fresh, known
 
     # ---- the plug-ins --------------------------------------------------------------------
 
-    def _refit_ranker(self, zoo: Zoo, key: str) -> None:
+    def _refit_ranker(self, zoo: Zoo, scope: Scope) -> None:
         if self.ranker is None:
             return
-        runs = [r for r in zoo.runs() if r.config_key == key]
+        runs = scope.fit_runs(zoo)
         if len(runs) == self.ranker_fitted_at:
             return
         if sum(r.status == "ok" for r in runs) >= MIN_RANKER_RUNS:

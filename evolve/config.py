@@ -15,6 +15,8 @@ from typing import Any
 
 from cellzoo.common.errors import UserError
 from cellzoo.dsl import DEFAULT_LIMITS, Limits
+from cellzoo.evolve.ladder import Ladder
+from cellzoo.evolve.probe import SCALES
 from cellzoo.train import TrainConfig
 
 STRATEGIES = ("aging", "mu+lambda", "random")
@@ -22,6 +24,12 @@ EXECUTORS = ("inline", "process", "ray")
 OP_LEVELS = ("core", "extended")
 #: fields that may differ between a run and its resumption
 RESUMABLE = ("evaluations", "executor", "workers", "data_dir")
+#: a ``[ladder]`` table's keys and defaults (`Ladder`'s fields, and the probe's rate scales)
+LADDER_DEFAULTS: dict[str, Any] = {"preset": None, "eta": 3, "rungs": None,
+                                   "rung0_tokens": None, "top_tokens": None,
+                                   "reference": "LSTM", "probe": list(SCALES)}
+#: settings the ladder's preset fixes: refused under a ladder
+LADDER_FIXES = ("hidden", "budget_tokens", "train")
 #: the smallest round: each round trains at least this many candidates (or `workers`)
 MIN_ROUND = 4
 
@@ -37,6 +45,9 @@ class SearchConfig:
     ``evaluations`` counts trainings: results reused from the zoo do not count.
     ``train`` overrides fields of the task's proxy `TrainConfig` (its ``seed``
     is the training seed of every candidate, separate from the search ``seed``).
+    ``ladder`` (a ``[ladder]`` table, `LADDER_DEFAULTS`) judges candidates on a fidelity
+    ladder instead of the proxy: ``evaluations`` then counts new candidates (rung-0 cells),
+    and the preset is the recipe (`LADDER_FIXES` are refused).
     """
 
     zoo: str | None = None
@@ -63,6 +74,7 @@ class SearchConfig:
     ranker: bool = False
     controller: bool = False
     controller_share: float = 0.25
+    ladder: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         _choose("strategy", self.strategy, STRATEGIES)
@@ -82,6 +94,8 @@ class SearchConfig:
             self.round_size = max(MIN_ROUND, self.workers)
         if self.round_size < 1:
             raise ConfigError(f"round_size must be at least 1, got {self.round_size}")
+        if self.ladder is not None:
+            self._check_ladder()
         self.train_config()  # validates the training overrides
 
     @property
@@ -90,12 +104,32 @@ class SearchConfig:
 
     @property
     def kind(self) -> str:
-        """The kind of search, as plots and reports name it: strategy plus its plug-ins."""
-        return "+".join([self.strategy] + [name for name in ("ranker", "controller")
+        """The kind of search, as plots and reports name it: strategy plus its plug-ins (and
+        ``ladder`` for a ladder search)."""
+        return "+".join([self.strategy] + [name for name in ("ranker", "controller", "ladder")
                                            if getattr(self, name)])
 
+    def _check_ladder(self) -> None:
+        self.ladder = ladder_table(self.ladder)
+        fixed = [name for name in LADDER_FIXES if getattr(self, name)]
+        if fixed:
+            raise ConfigError(f"{', '.join(fixed)} cannot be set for a ladder search: the "
+                              f"ladder's preset {self.ladder['preset']!r} is the recipe (its "
+                              f"rungs set the budget, each cell's width matches the reference)")
+        task = self.make_ladder().base.task
+        if self.task != task:
+            raise ConfigError(f"task {self.task!r} differs from the ladder preset "
+                              f"{self.ladder['preset']!r}'s task {task!r}")
+
+    def make_ladder(self) -> Ladder | None:
+        """The fidelity ladder of a ladder search (None for a proxy search)."""
+        return None if self.ladder is None else ladder_of(self.ladder)
+
     def train_config(self) -> TrainConfig:
-        """The task's proxy configuration with ``train``, ``hidden`` and ``budget_tokens``."""
+        """The task's proxy configuration with ``train``, ``hidden`` and ``budget_tokens``
+        (for a ladder search: the ladder's preset)."""
+        if self.ladder is not None:
+            return self.make_ladder().base
         changes = dict(self.train)
         if self.hidden is not None:
             changes["hidden"] = self.hidden
@@ -142,15 +176,60 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     unknown = sorted(set(settings) - FIELDS)
     if unknown:
         raise ConfigError(f"{path}: unknown settings {unknown}; valid: {sorted(FIELDS)}")
-    if not isinstance(settings.get("train", {}), dict):
-        raise ConfigError(f"{path}: 'train' must be a table of TrainConfig fields")
+    for table in ("train", "ladder"):
+        if not isinstance(settings.get(table, {}), dict):
+            raise ConfigError(f"{path}: {table!r} must be a table (a [{table}] section)")
+    if "ladder" in settings:
+        settings["ladder"] = {k.replace("-", "_"): v for k, v in settings["ladder"].items()}
     return settings
+
+
+def ladder_table(table: dict[str, Any]) -> dict[str, Any]:
+    """A ladder table with every key (`LADDER_DEFAULTS` filled in), checked: ConfigError
+    naming the key for an unknown key, a missing preset, bad probe scales or a bad ladder."""
+    unknown = sorted(set(table) - set(LADDER_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown ladder settings {unknown}; valid: {sorted(LADDER_DEFAULTS)}")
+    full = {**LADDER_DEFAULTS, **table}
+    if full["preset"] is None:
+        raise ConfigError("a ladder needs its preset (--ladder PRESET, or preset = ... in the "
+                          "[ladder] table)")
+    probe = full["probe"]
+    if (not isinstance(probe, list) or not probe
+            or not all(isinstance(x, int | float) and 0 < x <= 1 for x in probe)
+            or probe != sorted(probe, reverse=True)):
+        raise ConfigError(f"ladder probe must be a list of rate scales in (0, 1], largest "
+                          f"first, got {probe!r}")
+    full["probe"] = [float(x) for x in probe]
+    try:
+        ladder_of(full)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"bad ladder: {err}") from None
+    return full
+
+
+def ladder_of(table: dict[str, Any]) -> Ladder:
+    """The `Ladder` of a (complete) ladder table."""
+    return Ladder(**{k: v for k, v in table.items() if k != "probe"})
+
+
+def _given(file_settings: dict[str, Any], options: dict[str, Any],
+           ladder: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The file's settings, overridden by options that are not None; the ladder tables of
+    ``ladder`` (a stored one), the file and the options are merged key by key."""
+    given = dict(file_settings)
+    given.update({k: v for k, v in options.items() if v is not None and k != "ladder"})
+    tables = [ladder, file_settings.get("ladder"), options.get("ladder")]
+    if any(tables[1:]):
+        given["ladder"] = {k: v for table in tables if table for k, v in table.items()}
+    return given
 
 
 def resolve(file_settings: dict[str, Any], options: dict[str, Any]) -> SearchConfig:
     """Defaults, overridden by the file's settings, overridden by options that are not None."""
-    settings = dict(file_settings)
-    settings.update({k: v for k, v in options.items() if v is not None})
+    settings = _given(file_settings, options)
+    if settings.get("ladder") and "task" not in settings:  # the ladder's preset sets the task
+        settings["task"] = ladder_of(ladder_table(settings["ladder"])).base.task
     try:
         return SearchConfig.from_dict(settings)
     except TypeError as err:
@@ -160,8 +239,9 @@ def resolve(file_settings: dict[str, Any], options: dict[str, Any]) -> SearchCon
 def for_resume(stored: SearchConfig, file_settings: dict[str, Any],
                options: dict[str, Any]) -> SearchConfig:
     """The stored configuration with the allowed changes; other differences are errors."""
-    given = dict(file_settings)
-    given.update({k: v for k, v in options.items() if v is not None})
+    given = _given(file_settings, options, stored.ladder)
+    if "ladder" in given:
+        given["ladder"] = ladder_table(given["ladder"])
     current = stored.to_dict()
     if "workers" in given and "round_size" not in given:
         given["round_size"] = current["round_size"]  # the resolved round size is kept

@@ -23,6 +23,8 @@ def describe(event: Event) -> str:
     m = event.member
     result = _ppl(m.val_ppl) if m.status == "ok" else m.status
     source = "reused" if m.reused else m.origin
+    if m.rung:
+        source += f", rung {m.rung}"
     rate = 60 * event.trained / event.elapsed if event.elapsed > 0 else 0.0
     return (f"last {result} ({source}, {m.hash[:8]})  best {_ppl(event.best.val_ppl)}  "
             f"{rate:.1f}/min")
@@ -65,11 +67,15 @@ class Reporter:
 def best_table(rows: list[dict[str, Any]], title: str) -> Table:
     """The best cells of a search (rows of its evaluations log), best first."""
     table = Table(title=title)
-    for name, justify in (("#", "right"), ("val ppl", "right"), ("origin", "left"),
-                          ("gen", "right"), ("hash", "left"), ("cell", "left")):
-        table.add_column(name, justify=justify, overflow="fold")
+    ladder = any(row.get("rung") for row in rows)  # a ladder search's rows name their rung
+    for name, justify in (("#", "right"), ("rung", "right"), ("val ppl", "right"),
+                          ("origin", "left"), ("gen", "right"), ("hash", "left"),
+                          ("cell", "left")):
+        if name != "rung" or ladder:
+            table.add_column(name, justify=justify, overflow="fold")
     for i, row in enumerate(rows, 1):
         origin = "reused" if row.get("reused") else row["origin"]
-        table.add_row(str(i), _ppl(row["val_ppl"]), origin, str(row["generation"]),
+        rung = [str(row.get("rung", 0))] if ladder else []
+        table.add_row(str(i), *rung, _ppl(row["val_ppl"]), origin, str(row["generation"]),
                       row["hash"][:10], row["expr"])
     return table

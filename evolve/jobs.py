@@ -1,6 +1,12 @@
 """A job: one candidate to train, as plain data any executor can ship anywhere, and the
 function every executor runs on it (in this process, in a pool worker, or as a Ray task).
 
+A ladder job (``ladder`` set: the search's ladder table; ``config``: the preset's, whose
+``device`` it trains on) trains its cell at ``rung`` with checkpoints under
+``checkpoint``: at rung 0 without a rate, the learning-rate probe (the chosen rate's run
+is the result); above, `train_rung` at the cell's rate ``lr``, continuing from the rung
+below's branch checkpoint.
+
 A failure of the candidate itself (an exception while building or training it) is its
 result, "failed", never an exception in the worker.
 """
@@ -9,11 +15,14 @@ from __future__ import annotations
 
 import math
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
 from cellzoo.dsl import canonical_text, cell_hash, parse
+from cellzoo.evolve.config import ladder_of
+from cellzoo.evolve.ladder import train_rung
+from cellzoo.evolve.probe import probe
 from cellzoo.train import TrainConfig, TrainResult, train_cell
 
 #: a job whose worker dies is retried this many times in all, then recorded as failed
@@ -33,6 +42,10 @@ class Job:
     score: float | None = None  # the pre-filter's score, when one chose this job
     predicted: float | None = None  # and its predicted log validation perplexity
     round: int = 0  # the search round that made it
+    rung: int = 0  # the ladder rung it trains (0 for a proxy job)
+    lr: float | None = None  # a ladder job's rate (None at rung 0: the probe picks it)
+    ladder: dict[str, Any] | None = None  # the search's ladder table (None: a proxy job)
+    checkpoint: str | None = None  # a ladder job's checkpoint root (the cell's folder)
 
     @cached_property
     def hash(self) -> str:
@@ -49,10 +62,26 @@ class Job:
 def run_job(job: Job) -> TrainResult:
     """Train one job; any exception becomes a "failed" result (workers never raise)."""
     try:
-        return train_cell(job.expr, TrainConfig.from_dict(job.config), job.data_dir)
+        if job.ladder is None:
+            return train_cell(job.expr, TrainConfig.from_dict(job.config), job.data_dir)
+        return run_ladder_job(job)
     except Exception as err:  # a candidate's error is its result, the search goes on
         detail = "".join(traceback.format_exception_only(err)).strip()
         return failed_result(job, detail)
+
+
+def run_ladder_job(job: Job) -> TrainResult:
+    """A ladder job's training. A rung-0 cell no probe rate passes keeps its last rate's
+    result, with the probe's reasons as its ``error`` (the search never promotes it)."""
+    ladder = replace(ladder_of(job.ladder), device=job.config.get("device", "auto"))
+    if job.rung > 0 or job.lr is not None:
+        return train_rung(job.expr, ladder, job.rung, job.lr, 0, job.checkpoint, job.data_dir)
+    found = probe(job.expr, ladder, 0, job.checkpoint, job.data_dir,
+                  scales=tuple(job.ladder["probe"]))
+    if found.lr is None:
+        found.result.error = "no rate passed the probe: " + "; ".join(
+            f"lr {o.lr:g}: {o.reason}" for o in found.outcomes)
+    return found.result
 
 
 def failed_result(job: Job, error: str) -> TrainResult:

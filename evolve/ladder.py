@@ -37,7 +37,8 @@ DEFAULT_RUNG0_TOKENS = 150_000
 class Ladder:
     """Rungs of a preset: ``rungs`` of them, or as many as bring rung 0 nearest to
     ``rung0_tokens`` (default `DEFAULT_RUNG0_TOKENS`); the top rung trains ``top_tokens``
-    (default and at most: the preset's full run). Widths match ``reference``'s parameters."""
+    (default and at most: the preset's full run). Widths match ``reference``'s parameters.
+    ``device`` is where its runs train (not part of any configuration key)."""
 
     preset: str
     eta: int = 3
@@ -45,6 +46,7 @@ class Ladder:
     rung0_tokens: int | None = None
     top_tokens: int | None = None
     reference: str = "LSTM"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         TrainConfig.preset(self.preset)  # an unknown name raises, listing the presets
@@ -59,7 +61,7 @@ class Ladder:
 
     @property
     def base(self) -> TrainConfig:
-        return TrainConfig.preset(self.preset)
+        return TrainConfig.preset(self.preset, device=self.device)
 
     def full_tokens(self, corpus: Corpus) -> int:
         """The preset's full run in tokens (its epochs of ``corpus``)."""

@@ -6,19 +6,24 @@ come from a tournament among S members sampled at random. `MuPlusLambda`: each
 generation's offspring join the population and only the best ``mu`` survive.
 `RandomSearch` keeps everyone and never selects a parent (its candidates are
 random cells). All hold plain data, so they go into a JSON checkpoint.
+
+Members are ordered by `Member.rank`: on a fidelity ladder a cell's result is the one
+at the highest rung it reached, and a higher rung ranks above a lower one (perplexities
+are compared within a rung only); a proxy search has one rung, so this is its fitness.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 
 @dataclass
 class Member:
-    """A trained (or reused) cell in the population. ``born``: its evaluation number."""
+    """A trained (or reused) cell in the population. ``born``: its evaluation number;
+    ``rung``: the highest ladder rung it reached (0 in a proxy search)."""
 
     hash: str
     expr: str
@@ -28,6 +33,13 @@ class Member:
     origin: str
     generation: int
     reused: bool = False
+    rung: int = 0
+
+    @property
+    def rank(self) -> tuple[int, float]:
+        """(rung reached, fitness): diverged and failed cells rank below every rung."""
+        fitness = self.fitness
+        return (self.rung, fitness) if fitness > -math.inf else (-1, fitness)
 
     @property
     def fitness(self) -> float:
@@ -49,9 +61,10 @@ class Member:
 
 
 def tournament(members: list[Member], sample: int, rng: random.Random) -> Member:
-    """The fittest of ``sample`` members drawn without replacement (first drawn wins ties)."""
+    """The best-ranked of ``sample`` members drawn without replacement (first drawn wins
+    ties)."""
     drawn = rng.sample(members, min(sample, len(members)))
-    return max(drawn, key=lambda m: m.fitness)
+    return max(drawn, key=lambda m: m.rank)
 
 
 class Strategy:
@@ -69,6 +82,17 @@ class Strategy:
     def add(self, member: Member) -> None:
         raise NotImplementedError
 
+    def promote(self, result: Member) -> None:
+        """A member's result at a higher rung replaces its result (it keeps its place and
+        age); a member that has left the population stays out."""
+        self.members = [self._promoted(m, result) for m in self.members]
+
+    @staticmethod
+    def _promoted(member: Member, result: Member) -> Member:
+        if member.hash != result.hash:
+            return member
+        return replace(member, status=result.status, val_ppl=result.val_ppl, rung=result.rung)
+
     def end_generation(self) -> None:
         """Called when a round has completed (only matters for generational strategies)."""
 
@@ -76,7 +100,7 @@ class Strategy:
         return tournament(self.members, self.sample, rng)
 
     def best(self) -> Member | None:
-        return max(self.members, key=lambda m: m.fitness, default=None)
+        return max(self.members, key=lambda m: m.rank, default=None)
 
     def state_dict(self) -> dict[str, Any]:
         return {"members": [m.to_dict() for m in self.members]}
@@ -105,9 +129,13 @@ class MuPlusLambda(Strategy):
     def add(self, member: Member) -> None:
         self.offspring.append(member)
 
+    def promote(self, result: Member) -> None:
+        super().promote(result)
+        self.offspring = [self._promoted(m, result) for m in self.offspring]
+
     def end_generation(self) -> None:
         pool = self.members + self.offspring
-        ranked = sorted(range(len(pool)), key=lambda i: (-pool[i].fitness, i))
+        ranked = sorted(range(len(pool)), key=lambda i: (-pool[i].rank[0], -pool[i].rank[1], i))
         self.members = [pool[i] for i in sorted(ranked[: self.size])]
         self.offspring = []
 

@@ -4,7 +4,9 @@ drawing step (seaborn, headless).
 Each row of the frame is one trained candidate of one run, in training order:
 its validation perplexity and the best validation perplexity of that run so far, and the
 run's kind of search (its "arm": strategy plus plug-ins, e.g. aging+ranker+controller).
-Results reused from the zoo cost no training and are left out.
+Results reused from the zoo cost no training and are left out. A ladder search's rows
+are its rung results: each has its ``rung``, and the best so far is per rung (a rung's
+perplexities are never compared with another's); the plot draws one best curve per rung.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from cellzoo.evolve.rundir import EVALUATIONS_LOG, RunDir
 #: a point this many times the median of the plot's perplexities is an outlier
 OUTLIER = 10
 
-COLUMNS = ["run", "arm", "n", "val_ppl", "status", "origin", "best_so_far", "hash", "expr"]
+COLUMNS = ["run", "arm", "n", "rung", "val_ppl", "status", "origin", "best_so_far", "hash",
+           "expr"]
 
 
 class ProgressDataError(UserError, ValueError):
@@ -30,8 +33,8 @@ class ProgressDataError(UserError, ValueError):
 
 def progress_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     """One row per trained candidate: run name, kind of search (``arm``), training number
-    ``n`` (1-based), its val_ppl (nan unless ok), status, origin, and the run's
-    ``best_so_far`` val_ppl."""
+    ``n`` (1-based), ladder ``rung`` (0 for a proxy search), its val_ppl (nan unless ok),
+    status, origin, and the run's ``best_so_far`` val_ppl at that rung."""
     frames = []
     for label, run_dir in zip(_labels(run_dirs), run_dirs, strict=True):
         files = RunDir(run_dir)
@@ -41,12 +44,13 @@ def progress_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
         rows = [r for r in files.evaluations() if not r.get("reused")]
         frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("run", "arm", "n",
                                                                            "best_so_far")])
+        frame["rung"] = frame["rung"].fillna(0).astype(int)
         frame["val_ppl"] = pd.to_numeric(frame["val_ppl"], errors="coerce").astype(float)
         frame.loc[frame["status"] != "ok", "val_ppl"] = np.nan
         frame.insert(0, "run", label)
         frame.insert(1, "arm", _kind(files))
         frame.insert(2, "n", np.arange(1, len(frame) + 1))
-        frame["best_so_far"] = frame["val_ppl"].cummin()
+        frame["best_so_far"] = frame.groupby("rung")["val_ppl"].cummin()
         frames.append(frame[COLUMNS])
     if not frames:
         return pd.DataFrame(columns=COLUMNS)
@@ -90,7 +94,8 @@ def draw_progress(frame: pd.DataFrame, out: str | Path, title: str | None = None
     runs = frame["run"].nunique()
     best = frame[frame["best_so_far"].notna()]
     arms = list(dict.fromkeys(frame["arm"]))
-    line = ({"style": "arm"} if len(arms) > 1 else
+    line = ({"style": "arm"} if len(arms) > 1 else {"style": "rung"} if
+            frame["rung"].nunique() > 1 else
             {"label": "best so far" + (f" (mean ± sd of {runs} runs)" if runs > 1 else "")})
     sns.lineplot(data=best, x="n", y="best_so_far", color="black", ax=ax,
                  errorbar="sd" if runs > 1 else None, drawstyle="steps-post", **line)

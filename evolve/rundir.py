@@ -3,12 +3,13 @@
 ```
 RUN_DIR/
   config.json              the resolved SearchConfig (written when the search starts)
-  checkpoint.json          counters, population, queue, in-flight jobs, the config key ...
+  checkpoint.json          counters, population, queue, in-flight jobs, the config key,
+                           a ladder search's ASHA state and cells' rates ...
   checkpoint-NNNNNN.pt     RNG states, ranker and controller state dicts (named by the JSON)
-  evaluations.jsonl        one line per result that joined the population
-  ranker_log.jsonl         one line per trained candidate the ranker had scored
-  cells/<hash>/            per-cell training checkpoints (kept for continued training)
-  ladder.json              fidelity-ladder state
+  evaluations.jsonl        one line per result that joined the population (or, on a
+                           ladder, a rung result that updated its member)
+  ranker_log.jsonl         one line per trained candidate the ranker had scored (and rung)
+  cells/<hash>/            a ladder search's per-cell rung checkpoints (promotions continue them)
 ```
 
 Checkpoints: each save writes a new .pt first, then replaces the JSON atomically, then
@@ -45,7 +46,6 @@ STATE_NAME = "checkpoint.json"
 EVALUATIONS_LOG = "evaluations.jsonl"
 RANKER_LOG = "ranker_log.jsonl"
 CELLS_DIR = "cells"
-LADDER_STATE = "ladder.json"
 
 
 class RunDir:
@@ -68,10 +68,6 @@ class RunDir:
     def cell_dir(self, cell_hash: str) -> Path:
         """The folder for one cell's training checkpoints."""
         return self.path / CELLS_DIR / cell_hash
-
-    @property
-    def ladder_path(self) -> Path:
-        return self.path / LADDER_STATE
 
     # ---- the stored configuration --------------------------------------------------------
 
@@ -155,6 +151,10 @@ class RunDir:
 
     def log_ranker(self, row: dict[str, Any]) -> None:
         append_jsonl(self.path / RANKER_LOG, row)
+
+    def ranker_log(self) -> list[dict[str, Any]]:
+        """Rows of the ranker log, in order ([] when there is none)."""
+        return read_jsonl(self.path / RANKER_LOG)
 
     @property
     def has_ranker_log(self) -> bool:

@@ -19,6 +19,13 @@ complete; generational strategies wait at every round.
 Resume: the checkpoint is loaded, logs are cut back to it, jobs that were in
 flight but whose run this search already wrote to the zoo are taken from there,
 the others are resubmitted, and the loop goes on to the same total.
+
+On a fidelity ladder (`SearchConfig.ladder`, `rungs.Climb`) a freed slot first takes
+ASHA's next promotion (the cell continues at the next rung), else a new rung-0
+candidate (probed for its rate); ``evaluations`` counts the rung-0 cells, and the
+search ends when they are done, nothing is in flight and nothing can be promoted. A
+rung result updates its cell's member (`Strategy.promote`): a member's fitness is its
+result at the highest rung it reached, ranked within that rung (`Member.rank`).
 """
 
 from __future__ import annotations
@@ -32,13 +39,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from cellzoo.common.rng import rng_states, set_rng_states
-from cellzoo.evolve.breeding import Breeder
+from cellzoo.evolve.breeding import Breeder, KeyScope
 from cellzoo.evolve.candidates import Candidate, PreFilter, Proposer
 from cellzoo.evolve.config import SearchConfig
 from cellzoo.evolve.executors import Executor, make_executor
 from cellzoo.evolve.jobs import Job
 from cellzoo.evolve.population import Member, make_strategy
 from cellzoo.evolve.rundir import CheckpointError, RunDir
+from cellzoo.evolve.rungs import Climb
 from cellzoo.train import TrainConfig, TrainResult, load_corpus
 from cellzoo.zoo import Run, Zoo
 
@@ -52,7 +60,8 @@ class SearchError(RuntimeError):
 
 @dataclass
 class Counters:
-    trained: int = 0  # trainings finished (the budget counts these)
+    trained: int = 0  # trainings finished (the budget counts these, on a ladder at rung 0)
+    promoted: int = 0  # of them, trainings above rung 0 (ladder promotions)
     reused: int = 0  # results taken from the zoo instead of training
     evaluated: int = 0  # members added to the population (trained + reused)
     rounds: int = 0
@@ -65,7 +74,7 @@ class Event(NamedTuple):
 
     member: Member
     best: Member
-    trained: int
+    trained: int  # new candidates trained (what ``evaluations`` counts)
     total: int
     reused: int
     elapsed: float
@@ -85,6 +94,9 @@ class Search:
         self.files = RunDir(run_dir)
         self.train_config: TrainConfig = config.train_config()
         self.key = self.train_config.key()
+        self.climb = None if config.ladder is None else \
+            Climb(config, load_corpus(config.task, config.data_dir), self.files)
+        self.scope = KeyScope(self.key) if self.climb is None else self.climb.scope
         self.strategy = make_strategy(config.strategy, config.population, config.sample)
         variation = variation or Variation(level=config.ops, limits=config.limits,
                                            seed=config.seed)
@@ -136,9 +148,14 @@ class Search:
         return self.elapsed + time.perf_counter() - self._start
 
     @property
+    def new_trained(self) -> int:
+        """New candidates trained (at rung 0 on a ladder): what ``evaluations`` counts."""
+        return self.counters.trained - self.counters.promoted
+
+    @property
     def finished(self) -> bool:
-        return (self.counters.trained >= self.config.evaluations and not self.in_flight
-                and not self.queue)
+        return (self.new_trained >= self.config.evaluations and not self.in_flight
+                and not self.queue and not (self.climb and self.climb.can_promote()))
 
     # ---- the loop ------------------------------------------------------------------------
 
@@ -170,12 +187,14 @@ class Search:
         """After a restore: take finished in-flight jobs from the zoo, resubmit the rest."""
         if not self.in_flight:
             return
-        mine = {r.hash: r for r in self.zoo.runs()
-                if r.search_id == self.search_id and r.config_key == self.key}
+        mine: dict[str, list[Run]] = {}  # a cell's runs in zoo order: rung 0, 1, ...
+        for run in self.zoo.runs():
+            if run.search_id == self.search_id:
+                mine.setdefault(run.hash, []).append(run)
         for job_id in sorted(self.in_flight):
             job = self.in_flight[job_id]
-            if job.hash in mine:
-                run = mine[job.hash]
+            if len(mine.get(job.hash, [])) > job.rung:
+                run = mine[job.hash][job.rung]
                 self._record_trained(job, result_from_run(run), run_id=run.run_id)
         for job_id in sorted(self.in_flight):
             self.executor.submit(self.in_flight[job_id])
@@ -183,24 +202,38 @@ class Search:
     def _fill(self) -> None:
         """Submit queued jobs while slots are free, making new rounds as needed."""
         while len(self.in_flight) < self.executor.slots and not self.finished:
-            if not self.queue:
-                if self._remaining() <= 0 or self._at_barrier():
-                    return
-                self._new_round()
-                continue
-            job = self.queue.pop(0)
+            job = self._promotion()
+            if job is None:
+                if not self.queue:
+                    if self._remaining() <= 0 or self._at_barrier():
+                        return
+                    self._new_round()
+                    continue
+                job = self.queue.pop(0)
             self.in_flight[job.job_id] = job
             self.executor.submit(job)
 
+    def _promotion(self) -> Job | None:
+        """On a ladder: the job of ASHA's next promotion, if any."""
+        if self.climb is None:
+            return None
+        job = self.climb.promotion(self.counters.next_job)
+        if job is not None:
+            self.counters.next_job += 1
+        return job
+
+    def _new_in_flight(self) -> int:
+        return sum(job.rung == 0 for job in self.in_flight.values())
+
     def _remaining(self) -> int:
-        busy = self.counters.trained + len(self.in_flight) + len(self.queue)
+        busy = self.new_trained + self._new_in_flight() + len(self.queue)
         return self.config.evaluations - busy
 
     def _at_barrier(self) -> bool:
-        """Wait for the running round: always before the first breeding round, and at
-        every round for generational strategies."""
+        """Wait for the running round's new candidates: always before the first breeding
+        round, and at every round for generational strategies."""
         waits = self.strategy.generational or self.counters.rounds == 1
-        return waits and bool(self.in_flight)
+        return waits and self._new_in_flight() > 0
 
     # ---- making rounds -------------------------------------------------------------------
 
@@ -212,21 +245,28 @@ class Search:
         taken = self.seen | {j.hash for j in self.queue} | {j.hash for j in self.in_flight.values()}
         if index == 0:
             chosen, known = self.breeder.initial(self.config.population, taken, self.zoo,
-                                                 self.key)
+                                                 self.scope)
             chosen = chosen[: self._remaining()]
         else:
             chosen, known = self.breeder.offspring(
-                min(self.config.round_size, self._remaining()), taken, self.zoo, self.key)
+                min(self.config.round_size, self._remaining()), taken, self.zoo, self.scope)
         for cand in chosen:
-            self.queue.append(Job(self.counters.next_job, cand.expr, self.train_config.to_dict(),
-                                  self.config.data_dir, cand.lineage(index, self.search_id),
-                                  score=cand.score, predicted=cand.predicted, round=index))
+            self.queue.append(self._new_job(cand, index))
             self.counters.next_job += 1
         for cand, run in known:
             self._record_reused(cand, run, index)
         if not chosen and not known:
             raise SearchError("no new candidate could be found: every cell drawn was already "
                               "evaluated by this search (is the search space this small?)")
+
+    def _new_job(self, cand: Candidate, index: int) -> Job:
+        """A new candidate's job: proxy training, or rung 0 of the ladder."""
+        lineage = cand.lineage(index, self.search_id)
+        extra = {"score": cand.score, "predicted": cand.predicted, "round": index}
+        if self.climb is not None:
+            return self.climb.job(self.counters.next_job, cand.expr, lineage, **extra)
+        return Job(self.counters.next_job, cand.expr, self.train_config.to_dict(),
+                   self.config.data_dir, lineage, **extra)
 
     # ---- recording results ---------------------------------------------------------------
 
@@ -239,14 +279,18 @@ class Search:
         if run_id is None:
             run_id = self.zoo.add_run(result, lineage=job.lineage)
         self.counters.trained += 1
+        self.counters.promoted += job.rung > 0
+        if self.climb is not None:
+            self.climb.record(job, result)
         lineage = job.lineage
         member = Member(job.hash, result.expr, result.status, float(result.val_ppl),
-                        self.counters.evaluated, lineage["origin"], lineage["generation"])
-        if lineage["origin"] == "controller":
+                        self.counters.evaluated, lineage["origin"], lineage["generation"],
+                        rung=job.rung)
+        if lineage["origin"] == "controller" and job.rung == 0:
             self.breeder.proposed_result(result)
         if job.predicted is not None:
             self.files.log_ranker({
-                "n": member.born, "round": job.round, "hash": job.hash,
+                "n": member.born, "round": job.round, "rung": job.rung, "hash": job.hash,
                 "predicted": job.predicted, "score": job.score,
                 "true_log_ppl": math.log(member.val_ppl) if member.fitness > -math.inf
                 else None, "status": result.status})
@@ -264,18 +308,23 @@ class Search:
 
     def _admit(self, member: Member, lineage: dict, round_index: int, run_id: str | None,
                seconds: float) -> None:
-        self.strategy.add(member)
+        if member.rung > 0:
+            self.strategy.promote(member)
+        else:
+            self.strategy.add(member)
         self.seen.add(member.hash)
         self.counters.evaluated += 1
-        if self.best is None or member.fitness > self.best.fitness:
+        if self.best is None or member.rank > self.best.rank:
             self.best = member
-        self.files.log_evaluation({
-            **member.to_dict(), "n": member.born, "trained": self.counters.trained,
-            "round": round_index, "operator": lineage.get("operator"),
-            "parents": lineage.get("parents"), "run_id": run_id, "seconds": seconds,
-            "best_val_ppl": self.best.to_dict()["val_ppl"], "time": time.time()})
+        row = {**member.to_dict(), "n": member.born, "trained": self.counters.trained,
+               "round": round_index, "operator": lineage.get("operator"),
+               "parents": lineage.get("parents"), "run_id": run_id, "seconds": seconds,
+               "best_val_ppl": self.best.to_dict()["val_ppl"], "time": time.time()}
+        if self.climb is not None:  # the cell's probed learning rate
+            row["lr"] = self.climb.cells[member.hash]["lr"]
+        self.files.log_evaluation(row)
         if self.on_event is not None:
-            self.on_event(Event(member, self.best, self.counters.trained,
+            self.on_event(Event(member, self.best, self.new_trained,
                                 self.config.evaluations, self.counters.reused,
                                 self.elapsed_total))
 
@@ -296,6 +345,7 @@ class Search:
             "queue": [j.to_dict() for j in self.queue],
             "in_flight": [self.in_flight[i].to_dict() for i in sorted(self.in_flight)],
             **bred, "elapsed": self.elapsed_total,
+            "ladder": self.climb.state_dict() if self.climb else None,
         }
         tensors = {"global_rng": rng_states(), **self.breeder.tensors()}
         self.files.save_checkpoint(self.counters.seq, state, tensors)
@@ -317,16 +367,21 @@ class Search:
         self.queue = [Job.from_dict(j) for j in state["queue"]]
         self.in_flight = {j["job_id"]: Job.from_dict(j) for j in state["in_flight"]}
         self.elapsed = state["elapsed"]
+        if self.climb is not None:
+            self.climb.load_state_dict(state["ladder"])
         self.files.cut_logs(self.counters.evaluated)
         self._resumed = True
 
     # ---- reporting -----------------------------------------------------------------------
 
     def top(self, k: int = 10) -> list[dict[str, Any]]:
-        """The best ``k`` cells this search evaluated (from its log), best first."""
-        rows = [r for r in self.files.evaluations()
-                if r["status"] == "ok" and r["val_ppl"] is not None]
-        return sorted(rows, key=lambda r: (r["val_ppl"], r["n"]))[:k]
+        """The best ``k`` cells this search evaluated (from its log), best first: on a ladder
+        each cell's row at the highest rung it reached, higher rungs first."""
+        rows = {}
+        for row in self.files.evaluations():  # a cell's later rows are higher rungs
+            rows[row["hash"]] = row
+        ok = [r for r in rows.values() if r["status"] == "ok" and r["val_ppl"] is not None]
+        return sorted(ok, key=lambda r: (-r.get("rung", 0), r["val_ppl"], r["n"]))[:k]
 
 
 def result_from_run(run: Run) -> TrainResult:

@@ -257,17 +257,20 @@ def progress_section(rep: Report) -> str:
 
 
 def _progress_table(frame: pd.DataFrame) -> str:
-    finals = frame.groupby("run", sort=False)["best_so_far"].last()
+    """Per run; a ladder search's best is its best at the highest rung it reached."""
+    tops = {run: part[part["rung"] == part["rung"].max()]
+            for run, part in frame.groupby("run", sort=False)}
+    finals = pd.Series({run: top["best_so_far"].iloc[-1] for run, top in tops.items()})
     arms = frame.groupby("run", sort=False)["arm"].first()
     random_runs = [run for run, arm in arms.items() if arm.startswith("random")]
     target = finals[random_runs].mean() if random_runs else math.nan
     rows = []
     for run, part in frame.groupby("run", sort=False):
-        best = finals[run]
-        reach = trainings_to_reach(part, target) if math.isfinite(target) else None
+        best, top = finals[run], tops[run]
+        reach = trainings_to_reach(top, target) if math.isfinite(target) else None
         rows.append([h.text(run), h.text(arms[run]), h.num(len(part)),
                      h.num(int((part["status"] != "ok").sum())), h.num(best),
-                     h.num(trainings_to_reach(part, best) if math.isfinite(best) else None),
+                     h.num(trainings_to_reach(top, best) if math.isfinite(best) else None),
                      h.num(reach) if reach else ("–" if not math.isfinite(target)
                                                  else f"not within {len(part)}")])
     header = ["run", "kind", "trained", "diverged/failed", "best val ppl", "reached at",
@@ -394,8 +397,25 @@ def _ranker_part(rep: Report, search: SearchRun, log: pd.DataFrame, done: pd.Dat
             + h.para(f"{len(done)} candidates scored by the ranker and then trained, over "
                      f"{log['round'].nunique()} rounds: Kendall tau "
                      f"{h.num(overall['tau'], 3)}, Spearman rho {h.num(overall['rho'], 3)}.")
+            + _rung_taus(search)
             + h.figure(src, f"{search.label}: predicted vs true log perplexity; Kendall tau "
                             f"per round (the ranker's live accuracy)"))
+
+
+def _rung_taus(search: SearchRun) -> str:
+    """A ladder search's live Kendall tau per rung: the ranker's prediction against each
+    rung's true result ('' for a proxy search)."""
+    rows = [r for r in search.files.ranker_log() if r.get("true_log_ppl") is not None]
+    rungs = sorted({r.get("rung", 0) for r in rows})
+    if rungs in ([], [0]):
+        return ""
+    parts = []
+    for rung in rungs:
+        part = [r for r in rows if r.get("rung", 0) == rung]
+        tau = rank_metrics([r["predicted"] for r in part], [r["true_log_ppl"] for r in part])
+        parts.append(f"rung {rung}: {h.num(tau['tau'], 3)} over {len(part)}")
+    return h.para("Kendall tau per ladder rung (predicted vs that rung's result): "
+                  + "; ".join(parts) + ".")
 
 
 # --- section: hidden states -------------------------------------------------------------------

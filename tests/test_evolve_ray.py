@@ -131,6 +131,21 @@ def test_killed_worker_is_retried_and_the_zoo_holds_each_run_once(cluster, tmp_p
     assert sorted(run[:5] for run in got) == sorted(run[:5] for run in want)
 
 
+def test_a_ladder_search_through_ray_equals_the_inline_one(cluster, tmp_path):
+    """Ladder jobs (probe at rung 0, promotions from branch checkpoints) are plain data: one
+    Ray worker stores the runs and reaches the ASHA state an inline search does."""
+    ladder = dict(preset="synthetic-small", rungs=3, eta=2, top_tokens=36000, probe=[1.0, 0.5])
+    settings = dict(evaluations=5, population=4, sample=2, round_size=2, ladder=ladder)
+    inline = Search(SearchConfig(zoo=str(tmp_path / "inline.h5"), **settings),
+                    tmp_path / "inline").run()
+    search = Search(SearchConfig(zoo=str(tmp_path / "ray.h5"), executor="ray", **settings),
+                    tmp_path / "ray", executor=RayExecutor(slots=1)).run()
+    assert search.counters.promoted > 0
+    assert search.climb.asha.state_dict() == inline.climb.asha.state_dict()
+    got, want = zoo_runs(tmp_path / "ray.h5"), zoo_runs(tmp_path / "inline.h5")
+    assert [run[:5] for run in got] == [run[:5] for run in want]
+
+
 def test_a_job_past_its_attempts_is_a_failed_result(cluster):
     executor = RayExecutor(slots=1, max_attempts=1)
     try:
@@ -224,6 +239,23 @@ def test_compiled_cell_on_cuda_matches_cpu(mode):
     assert all(t.is_cuda for t in state)
     assert torch.allclose(got.cpu(), want, atol=1e-5)
     assert all(p.grad is not None and p.grad.is_cuda for p in gpu.parameters())
+
+
+@CUDA
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_a_ladder_job_trains_on_its_configs_device(device, tmp_path):
+    """What the Ray executor relies on: a trial Ray gave no GPU sets the job's device to cpu."""
+    from cellzoo.dsl.library import LIBRARY
+    from cellzoo.evolve.jobs import run_job
+
+    ladder = dict(preset="synthetic-small", eta=2, rungs=2, rung0_tokens=None,
+                  top_tokens=4000, reference="LSTM", probe=[1.0])
+    config = TrainConfig.preset("synthetic-small", device=device).to_dict()
+    job = Job(0, LIBRARY["LSTM"].expr, config, ladder=ladder, rung=1, lr=1.0,
+              checkpoint=str(tmp_path))
+    result = run_job(job)
+    assert result.status == "ok" and result.device.startswith("cpu" if device == "cpu"
+                                                               else "cuda")
 
 
 @CUDA

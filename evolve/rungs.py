@@ -1,0 +1,103 @@
+"""The search's side of the fidelity ladder: rung jobs, ASHA's state, each cell's rate.
+
+A ladder search (`SearchConfig.ladder`) trains each new candidate at rung 0 through
+the learning-rate probe, and continues a cell at the next rung whenever ASHA's rule
+promotes it (`Asha.next_promotion`, asked first whenever an executor slot frees). A
+cell's rate, lineage and pre-filter scores stay with it up the ladder; its rung jobs
+checkpoint under the run directory's ``cells/<hash>/``. `Climb` holds all of it as plain
+data for the search's checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cellzoo.evolve.config import SearchConfig
+from cellzoo.evolve.jobs import Job
+from cellzoo.evolve.ladder import Asha, Ladder
+from cellzoo.evolve.rundir import RunDir
+from cellzoo.train import TrainResult
+from cellzoo.train.corpus import Corpus
+from cellzoo.zoo import Run, Zoo
+
+#: TrainConfig fields that differ between cells at one rung (width, probed rate, device)
+PER_CELL = ("hidden", "lr", "device")
+
+
+def recipe(config: dict[str, Any]) -> dict[str, Any]:
+    """A rung's training recipe: a TrainConfig dict without its per-cell fields."""
+    return {k: v for k, v in config.items() if k not in PER_CELL}
+
+
+@dataclass(frozen=True)
+class RungScope:
+    """A ladder search's `breeding.Scope`: nothing is reused from the zoo (a cell's rate
+    comes from its own probe and its promotions from its own checkpoints); the pre-filter
+    is fitted on the zoo's runs under rung 0's recipe, at any width and rate."""
+
+    rung0: dict[str, Any]
+
+    def find(self, zoo: Zoo, cell_hash: str) -> Run | None:
+        return None
+
+    def fit_runs(self, zoo: Zoo) -> list[Run]:
+        return [r for r in zoo.runs() if recipe(r.config) == self.rung0]
+
+
+@dataclass
+class Climb:
+    """The ladder of one search, its ASHA state and its cells (hash -> what their rung jobs
+    need: text, rate, lineage, pre-filter score and prediction, round)."""
+
+    config: SearchConfig
+    corpus: Corpus
+    files: RunDir
+    ladder: Ladder = field(init=False)
+    asha: Asha = field(init=False)
+    scope: RungScope = field(init=False)
+    cells: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ladder = self.config.make_ladder()
+        reference = self.ladder.configs(self.ladder.reference, self.corpus)  # checks budgets
+        self.asha = Asha(self.ladder.eta, len(reference))
+        self.scope = RungScope(recipe(reference[0].to_dict()))
+
+    def job(self, job_id: int, expr: str, lineage: dict[str, Any], rung: int = 0,
+            lr: float | None = None, **extra: Any) -> Job:
+        """A rung job for cell ``expr`` (at rung 0 without ``lr``: the probe picks it)."""
+        job = Job(job_id, expr, self.ladder.base.to_dict(), self.config.data_dir, lineage,
+                  rung=rung, lr=lr, ladder=self.config.ladder, **extra)
+        job.checkpoint = str(self.files.cell_dir(job.hash).absolute())  # for any worker's cwd
+        return job
+
+    def promotion(self, job_id: int) -> Job | None:
+        """The next promotion's job (ASHA marks the cell as taken), or None."""
+        found = self.asha.next_promotion()
+        if found is None:
+            return None
+        cell_hash, rung = found
+        cell = self.cells[cell_hash]
+        return self.job(job_id, cell["expr"], cell["lineage"], rung, cell["lr"],
+                        score=cell["score"], predicted=cell["predicted"], round=cell["round"])
+
+    def can_promote(self) -> bool:
+        return any(self.asha.promotable(k) for k in range(self.asha.rungs - 1))
+
+    def record(self, job: Job, result: TrainResult) -> None:
+        """A rung result: a rung-0 cell keeps its probed rate; a result counts for ASHA when
+        the run is ok and, at rung 0, a probe rate passed (no ``error``)."""
+        if job.rung == 0:
+            self.cells[job.hash] = {
+                "expr": job.expr, "lr": result.config.learning_rate, "lineage": job.lineage,
+                "score": job.score, "predicted": job.predicted, "round": job.round}
+        ok = result.status == "ok" and result.error is None
+        self.asha.record(job.rung, job.hash, result.val_ppl if ok else None)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"asha": self.asha.state_dict(), "cells": self.cells}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.asha.load_state_dict(state["asha"])
+        self.cells = dict(state["cells"])

@@ -1,0 +1,287 @@
+"""The search on the fidelity ladder (synthetic-small, three tiny rungs, eta 2): rung-0
+probes, ASHA promotions continuing from branch checkpoints, fitness within a rung, every
+rung result in the zoo and the log; SIGKILL and resume end like an uninterrupted run; the
+process executor gives the inline results; bad ladders are refused with exit code 2 and
+nothing written."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cellzoo.cli import main
+from cellzoo.evolve.config import ConfigError, SearchConfig, for_resume, load_toml, resolve
+from cellzoo.evolve.executors import ProcessExecutor
+from cellzoo.evolve.population import Member, MuPlusLambda
+from cellzoo.evolve.progress import progress_frame
+from cellzoo.evolve.search import Search
+from cellzoo.zoo import Zoo
+
+pytestmark = pytest.mark.slow
+
+#: rungs of 9,000, 18,000 and 36,000 tokens: a search of 6 new cells takes seconds
+TOML = """\
+evaluations = 6
+population = 4
+sample = 2
+round_size = 2
+[ladder]
+preset = "synthetic-small"
+rungs = 3
+eta = 2
+top_tokens = 36000
+probe = [1.0, 0.5]
+"""
+
+#: dies by SIGKILL right after the first promotion's result reached the zoo and the log,
+#: before the checkpoint that records it
+KILL_AFTER_PROMOTION = textwrap.dedent("""
+    import os, signal, sys
+    from cellzoo.evolve.config import load_toml, resolve
+    from cellzoo.evolve.search import Search
+    toml, zoo, run_dir = sys.argv[1:]
+    config = resolve(load_toml(toml), {"zoo": zoo})
+    def bomb(event):
+        if event.member.rung > 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+    Search.open(config, run_dir, on_event=bomb).run()
+""")
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def evolve_cmd(toml: Path, zoo: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "cellzoo.cli", "evolve", "--run-dir", str(run_dir),
+            "--zoo", str(zoo), "--config", str(toml), *extra]
+
+
+def outcome(zoo: Path, run_dir: Path) -> dict:
+    """What must not depend on interruptions or executors: the zoo's runs in order (with
+    their config keys: width, rung and probed rate), the population, the evaluation log
+    (without times and ids), the ASHA state and each cell's rate."""
+    with Zoo.open(zoo, "r") as z:
+        runs = [(r.hash, r.status, r.val_ppl, r.test_ppl, tuple(r.parents), r.origin,
+                 r.operator, r.generation, r.config_key, r.error) for r in z.runs()]
+    state = json.loads((run_dir / "checkpoint.json").read_text())
+    log = [{k: v for k, v in json.loads(line).items() if k not in ("time", "run_id", "seconds")}
+           for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
+    return {"runs": runs, "population": state["strategy"]["members"], "log": log,
+            "asha": state["ladder"]["asha"],
+            "rates": {h: cell["lr"] for h, cell in state["ladder"]["cells"].items()},
+            "counters": {k: state["counters"][k] for k in ("trained", "promoted", "evaluated")}}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ladder")
+    toml = tmp / "search.toml"
+    toml.write_text(TOML)
+    zoo, run_dir = tmp / "ref.h5", tmp / "ref"
+    done = subprocess.run(evolve_cmd(toml, zoo, run_dir, "--json"), env=env(),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return tmp, toml, json.loads(done.stdout), outcome(zoo, run_dir)
+
+
+def test_the_ladder_search_promotes_and_ranks_within_rungs(reference):
+    tmp, _, summary, result = reference
+    log = result["log"]
+    assert summary["evaluations"] == 6 and summary["promotions"] >= 2
+    assert sum(row["rung"] == 0 for row in log) == 6  # evaluations counts rung-0 cells
+    assert max(row["rung"] for row in log) == 2  # someone reached the top rung
+    assert [row["n"] for row in log] == list(range(len(log)))
+    assert len(result["runs"]) == len(log)  # every rung result is in the zoo
+    for row in log[1:]:
+        if row["rung"] > 0:  # promoted: a rung-0 cell whose rate stays with it
+            first = next(r for r in log if r["hash"] == row["hash"] and r["rung"] == 0)
+            assert row["lr"] == first["lr"] and row["n"] > first["n"]
+    keys: dict[str, list[str]] = {}
+    for row, run in zip(log, result["runs"], strict=True):
+        assert run[0] == row["hash"]
+        keys.setdefault(row["hash"], []).append(run[8])
+    assert all(len(set(k)) == len(k) for k in keys.values())  # each rung its own config key
+    with Zoo.open(tmp / "ref.h5", "r") as zoo:  # the probed rate is in the stored config
+        assert [run.config["lr"] for run in zoo.runs()] == [row["lr"] for row in log]
+        assert {run.config["budget_tokens"] for run in zoo.runs()} == {9000, 18000, 36000}
+    best = summary["top"][0]  # the best cell is ranked at the highest rung reached
+    assert best["rung"] == 2
+    asha = result["asha"]
+    assert sorted(asha["results"][0]) == sorted({row["hash"] for row in log})
+    for rung in (0, 1):  # the search ended because nobody else could be promoted
+        done = asha["results"][rung]
+        ranked = sorted((v, h) for h, v in done.items() if v is not None)
+        best_share = {h for _, h in ranked[: len(done) // 2]}
+        assert best_share <= set(asha["results"][rung + 1])
+
+
+def test_the_ranker_fits_on_the_ladders_rung0_runs_and_nothing_is_reused(reference):
+    tmp, toml, _, result = reference
+    search = Search(resolve(load_toml(toml), {"zoo": str(tmp / "ref.h5")}), tmp / "other")
+    with Zoo.open(tmp / "ref.h5", "r") as zoo:
+        runs = search.scope.fit_runs(zoo)
+        assert len(runs) == 6 and {r.config["budget_tokens"] for r in runs} == {9000}
+        assert len({r.config["hidden"] for r in runs}) > 1  # widths differ per cell
+        assert search.scope.find(zoo, runs[0].hash) is None
+
+
+def test_the_progress_frame_keeps_the_best_per_rung(reference):
+    tmp, _, _, _ = reference
+    frame = progress_frame([tmp / "ref"])
+    assert set(frame["rung"]) == {0, 1, 2}
+    for _, part in frame.groupby("rung"):
+        assert part["best_so_far"].equals(part["val_ppl"].cummin())
+    out = tmp / "progress.png"
+    done = CliRunner().invoke(main, ["plot", "progress", str(tmp / "ref"), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+
+
+def test_the_report_reads_a_ladder_run(reference, tmp_path):
+    tmp, _, _, _ = reference
+    done = CliRunner().invoke(main, ["report", "--zoo", str(tmp / "ref.h5"), "--run-dir",
+                                     str(tmp / "ref"), "--out", str(tmp_path / "report"),
+                                     "--tokens", "100", "--no-cache"])
+    assert done.exit_code == 0, done.output
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "progress-table" in page
+
+
+def test_killed_after_a_promotion_result_then_resumed(reference):
+    tmp, toml, _, expected = reference
+    zoo, run_dir = tmp / "a.h5", tmp / "a"
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_PROMOTION, str(toml), str(zoo),
+                             str(run_dir)], env=env(), timeout=600)
+    assert killed.returncode == -signal.SIGKILL
+    state = json.loads((run_dir / "checkpoint.json").read_text())
+    (job,) = state["in_flight"]  # the promotion is in the zoo, the checkpoint has it running
+    assert job["rung"] == 1 and job["lr"] is not None
+    with Zoo.open(zoo, "r") as z:
+        assert len(z) == state["counters"]["trained"] + 1
+    resumed = subprocess.run(evolve_cmd(toml, zoo, run_dir, "--resume"), env=env(),
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert outcome(zoo, run_dir) == expected
+
+
+def test_killed_at_random_moments_twice_then_rerun(reference):
+    tmp, toml, _, expected = reference
+    zoo, run_dir = tmp / "b.h5", tmp / "b"
+    log = run_dir / "evaluations.jsonl"
+    for lines in (2, 5):
+        proc = subprocess.Popen(evolve_cmd(toml, zoo, run_dir), env=env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if log.is_file() and len(log.read_text().splitlines()) >= lines:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    rerun = subprocess.run(evolve_cmd(toml, zoo, run_dir), env=env(), capture_output=True,
+                           text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert outcome(zoo, run_dir) == expected
+
+
+def test_the_process_executor_gives_the_inline_results(reference):
+    """Ladder jobs are plain data: a spawned worker (one torch thread, as inline) trains
+    them to the same bits."""
+    tmp, toml, _, expected = reference
+    zoo, run_dir = tmp / "p.h5", tmp / "p"
+    config = resolve(load_toml(toml), {"zoo": str(zoo), "executor": "process"})
+    Search(config, run_dir, executor=ProcessExecutor(1, threads_per_worker=1)).run()
+    assert outcome(zoo, run_dir) == expected
+
+
+# ---- bad input: exit code 2, nothing written ---------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--eta", "1"], "eta must be an integer of at least 2"),
+    (["--rungs", "12"], "rungs do not grow"),
+    (["--top-tokens", "1000000000"], "exceeds the preset"),
+    (["--hidden", "16"], "hidden cannot be set for a ladder search"),
+    (["--ladder", "zaremba-small"], "task 'synthetic' differs from the ladder preset"),
+    (["--ladder", "huge"], "unknown preset 'huge'"),
+])
+def test_bad_ladders_exit_2_and_write_nothing(reference, tmp_path, args, message):
+    _, toml, _, _ = reference
+    zoo, run_dir = tmp_path / "z.h5", tmp_path / "run"
+    done = CliRunner().invoke(main, ["evolve", "--config", str(toml), "--zoo", str(zoo),
+                                     "--run-dir", str(run_dir), "--task", "synthetic", *args])
+    assert done.exit_code == 2, done.output
+    assert message in done.output
+    assert isinstance(done.exception, SystemExit)  # a message, not a traceback
+    assert not zoo.exists() and not run_dir.exists()
+
+
+def test_eta_without_a_ladder_is_refused(tmp_path):
+    done = CliRunner().invoke(main, ["evolve", "--zoo", str(tmp_path / "z.h5"), "--run-dir",
+                                     str(tmp_path / "run"), "--eta", "3"])
+    assert done.exit_code == 2 and "a ladder needs its preset" in done.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_with_another_ladder_exits_2_and_changes_nothing(reference):
+    tmp, toml, _, _ = reference
+    before = {p.name: p.read_bytes() for p in (tmp / "ref").iterdir() if p.is_file()}
+    for args in (["--eta", "3"], ["--rungs", "2"], ["--resume", "--top-tokens", "18000"]):
+        done = CliRunner().invoke(main, ["evolve", "--config", str(toml), "--zoo",
+                                         str(tmp / "ref.h5"), "--run-dir", str(tmp / "ref"),
+                                         *args])
+        assert done.exit_code == 2, done.output
+        assert "ladder (stored" in done.output
+    assert {p.name: p.read_bytes() for p in (tmp / "ref").iterdir() if p.is_file()} == before
+
+
+# ---- configuration and fitness (no training) ---------------------------------------------
+
+
+def test_the_ptb_ladder_config_loads(shared_data):
+    path = Path(__file__).resolve().parents[1] / "configs" / "ptb-ladder.toml"
+    config = resolve(load_toml(path), {"zoo": "z.h5", "data_dir": str(shared_data)})
+    assert config.task == "ptb" and config.ladder["preset"] == "zaremba-small"
+    assert config.ladder["probe"] == [1.0, 0.5, 0.25, 0.125]
+    assert config.train_config().key() == config.make_ladder().base.key()
+    assert for_resume(config, load_toml(path), {"evaluations": 400}).evaluations == 400
+
+
+def test_ladder_tables_are_checked():
+    with pytest.raises(ConfigError, match=r"unknown ladder settings \['grace'\]"):
+        SearchConfig(ladder={"preset": "synthetic-small", "grace": 1})
+    with pytest.raises(ConfigError, match="probe must be a list"):
+        SearchConfig(ladder={"preset": "synthetic-small", "probe": [2.0]})
+    with pytest.raises(ConfigError, match="largest first"):
+        SearchConfig(ladder={"preset": "synthetic-small", "probe": [0.5, 1.0]})
+    with pytest.raises(ConfigError, match="budget_tokens, train cannot be set"):
+        SearchConfig(ladder={"preset": "synthetic-small"}, budget_tokens=100,
+                     train={"hidden": 4})
+    config = resolve({}, {"ladder": {"preset": "synthetic-small", "eta": 2}})
+    assert config.ladder["eta"] == 2 and config.ladder["reference"] == "LSTM"
+    with pytest.raises(ConfigError, match="only evaluations"):
+        for_resume(config, {}, {"ladder": {"eta": 3}})
+
+
+def test_a_higher_rung_ranks_above_any_lower_one_and_diverged_below_all():
+    low = Member("a", "x", "ok", 5.0, 0, "random", 0)
+    high = Member("b", "y", "ok", 50.0, 1, "random", 0, rung=2)
+    lost = Member("c", "z", "diverged", math.nan, 2, "random", 0, rung=3)
+    assert high.rank > low.rank > lost.rank
+    strategy = MuPlusLambda(2, 2)
+    for m in (low, high, lost):
+        strategy.add(m)
+    strategy.promote(Member("a", "x", "ok", 40.0, 7, "random", 0, rung=3))
+    strategy.end_generation()
+    assert [(m.hash, m.rung, m.val_ppl, m.born) for m in strategy.members] == [
+        ("a", 3, 40.0, 0), ("b", 2, 50.0, 1)]
