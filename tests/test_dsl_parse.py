@@ -134,13 +134,26 @@ def test_cli_check_exit_codes():
     assert "column 6" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_cli_check_imports_neither_torch_nor_h5py():
-    """The operator table holds no torch functions, so checking a cell stays light."""
+def _heavy_modules_after(*argv: str) -> tuple[str, list[str]]:
+    """Run `cellzoo ARGV` in a fresh interpreter: its stdout and the heavy modules it loaded."""
     probe = ("import sys\nfrom cellzoo.cli import main\n"
-             "sys.argv = ['cellzoo', 'dsl', 'check', 'LSTM']\n"
+             f"sys.argv = ['cellzoo', *{list(argv)!r}]\n"
              "try:\n    main()\nexcept SystemExit:\n    pass\n"
              "print('heavy:', sorted({'torch', 'h5py'} & set(sys.modules)))")
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert "canonical" in run.stdout
-    assert run.stdout.splitlines()[-1] == "heavy: []"
+    return run.stdout, run.stdout.splitlines()[-1]
+
+
+def test_cli_check_imports_neither_torch_nor_h5py():
+    """The operator table holds no torch functions, so checking a cell stays light."""
+    out, heavy = _heavy_modules_after("dsl", "check", "LSTM")
+    assert "canonical" in out and heavy == "heavy: []"
+
+
+def test_cli_help_lists_every_command_without_importing_them():
+    from cellzoo.cli import COMMANDS
+
+    out, heavy = _heavy_modules_after("--help")
+    assert heavy == "heavy: []"
+    assert all(f"  {name} " in out for name in COMMANDS)
