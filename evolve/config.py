@@ -37,6 +37,8 @@ class SearchConfig:
     ``evaluations`` counts trainings: results reused from the zoo do not count.
     ``train`` overrides fields of the task's proxy `TrainConfig` (its ``seed``
     is the training seed of every candidate, separate from the search ``seed``).
+    ``ranker_prior``: the ranker's prior, ``default`` (the one shipped), ``none`` or a
+    file; None lets the command layer choose by task (docs/ranker.md).
     """
 
     zoo: str | None = None
@@ -61,6 +63,7 @@ class SearchConfig:
     offspring_factor: int = 4
     random_share: float = 0.25
     ranker: bool = False
+    ranker_prior: str | None = None
     controller: bool = False
     controller_share: float = 0.25
 
