@@ -6,7 +6,8 @@ search's results) and ``--ranker-prior none`` (cold, fitted once the zoo holds 8
 ok runs). Every candidate the ranker scored before it was trained has a line in
 its run's ``ranker_log.jsonl`` (predicted and true log perplexity); the script
 prints Kendall tau per round (mean over seeds), over the first rounds and over
-all scored candidates (per seed, then the mean), and the best validation
+all scored candidates (per seed, then the mean), the median validation
+perplexity of the candidates the ranker let through, and the best validation
 perplexity after n trained cells (mean over seeds).
 
     OMP_NUM_THREADS=1 python benchmarks/ranker_live.py --task synthetic --evaluations 60 \\
@@ -48,13 +49,15 @@ def run_arm(prior: str, seed: int, base: SearchConfig, out: Path) -> Path:
     return out / name
 
 
-def taus(run_dir: Path, first: int) -> dict:
-    """Kendall tau per round, over rounds 1..``first`` and over all scored candidates."""
+def log_summary(run_dir: Path, first: int) -> dict:
+    """Kendall tau per round, over rounds 1..``first`` and over all scored candidates; the
+    median validation perplexity of the scored candidates that finished."""
     log = load_log(run_dir)
     early = log[log["round"] <= first]
     return {"per_round": round_correlations(log).set_index("round")["tau"],
             "first": rank_metrics(early["predicted"], early["true_log_ppl"])["tau"],
             "all": rank_metrics(log["predicted"], log["true_log_ppl"])["tau"],
+            "median_ppl": float(np.exp(np.nanmedian(log["true_log_ppl"]))),
             "scored": len(log), "first_round": int(log["round"].min()) if len(log) else None}
 
 
@@ -77,22 +80,25 @@ def main() -> None:
     print(f"task {args.task}, {args.evaluations} trainings per run, population "
           f"{args.population}, seeds 0..{args.seeds - 1}", flush=True)
     dirs = {arm: [run_arm(arm, s, base, out) for s in range(args.seeds)] for arm in ARMS}
-    results = {arm: [taus(d, args.first) for d in dirs[arm]] for arm in ARMS}
+    results = {arm: [log_summary(d, args.first) for d in dirs[arm]] for arm in ARMS}
 
     per_round = pd.DataFrame({f"tau {arm}": pd.concat([r["per_round"] for r in results[arm]],
                                                       axis=1).mean(axis=1) for arm in ARMS})
     print("\nKendall tau per round of the candidates the ranker scored before training "
           "(mean over seeds)")
-    print(per_round.round(3).to_string())
+    print((per_round.round(3) + 0.0).to_string())
     print(f"\n{'prior':8s} {'first scored round':>18s} {'scored':>7s} "
-          f"{'tau rounds 1-' + str(args.first):>14s} {'tau all':>8s}  (per seed)")
+          f"{'tau rounds 1-' + str(args.first):>14s} {'tau all':>8s} {'median ppl':>10s}  "
+          f"(tau all per seed)")
     summary = {}
     for arm in ARMS:
         rs = results[arm]
-        summary[arm] = {k: [r[k] for r in rs] for k in ("first_round", "scored", "first", "all")}
+        summary[arm] = {k: [r[k] for r in rs] for k in ("first_round", "scored", "first", "all",
+                                                          "median_ppl")}
         print(f"{arm:8s} {str(summary[arm]['first_round']):>18s} "
               f"{np.mean(summary[arm]['scored']):7.1f} "
               f"{np.nanmean(summary[arm]['first']):14.3f} {np.nanmean(summary[arm]['all']):8.3f}"
+              f" {np.mean(summary[arm]['median_ppl']):10.3f}"
               f"  {[round(t, 3) for t in summary[arm]['all']]}")
 
     table = curves({arm: progress_frame(dirs[arm]) for arm in ARMS}, args.evaluations)
