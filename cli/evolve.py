@@ -200,12 +200,11 @@ def _resolve(run_dir: Path, config_file: str | None, resume: bool,
 
 def _paths(settings: dict[str, Any]) -> list[str]:
     """The settings that hold a file or folder path (a ranker prior that names a file)."""
-    names = [n for n in ("zoo", "data_dir") if settings.get(n) is not None]
-    prior = settings.get("ranker_prior")
-    if prior is not None:
-        from cellzoo.ranker.prior import PRIOR_WORDS
+    from cellzoo.ranker.prior import PRIOR_WORDS
 
-        names += [] if prior in PRIOR_WORDS else ["ranker_prior"]
+    names = [n for n in ("zoo", "data_dir") if settings.get(n) is not None]
+    if settings.get("ranker_prior") not in (None, *PRIOR_WORDS):
+        names.append("ranker_prior")
     return names
 
 

@@ -10,7 +10,7 @@ results of its own candidates). The search gives it the population (`Strategy`),
 the hashes it must not repeat, and the zoo.
 
 Per offspring round: ``offspring_factor`` times more candidates than will be
-trained (1 times without a fitted pre-filter) from the population and from the
+trained (1 times before the pre-filter can score) from the population and from the
 proposer; cells the zoo already holds under this configuration are set aside
 for reuse; `candidates.prefilter` keeps the best-scored plus a random share.
 """
