@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=60)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--population", type=int, default=SearchConfig.population)
+    parser.add_argument("--hidden", type=int, default=None, help="proxy width (default: task's)")
+    parser.add_argument("--budget-tokens", type=int, default=None,
+                        help="proxy training tokens (default: the task's)")
     parser.add_argument("--first", type=int, default=3, help="rounds counted as early")
     parser.add_argument("--out", default="bench-ranker-live", help="folder for zoos and runs")
     parser.add_argument("--every", type=int, default=10, help="rows of the best-so-far table")
@@ -76,9 +79,11 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     base = SearchConfig(task=args.task, evaluations=args.evaluations,
-                        population=args.population)
+                        population=args.population, hidden=args.hidden,
+                        budget_tokens=args.budget_tokens)
     print(f"task {args.task}, {args.evaluations} trainings per run, population "
-          f"{args.population}, seeds 0..{args.seeds - 1}", flush=True)
+          f"{args.population}, seeds 0..{args.seeds - 1}, proxy {base.train_config().key()}",
+          flush=True)
     dirs = {arm: [run_arm(arm, s, base, out) for s in range(args.seeds)] for arm in ARMS}
     results = {arm: [log_summary(d, args.first) for d in dirs[arm]] for arm in ARMS}
 
