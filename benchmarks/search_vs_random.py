@@ -47,7 +47,7 @@ def run_arm(arm: str, seed: int, base: SearchConfig, out: Path) -> Path:
     """One search of ``arm`` with ``seed`` in its own zoo; returns its run directory."""
     run_dir = out / f"{arm}-seed{seed}"
     config = base.changed(**ARMS[arm], seed=seed, zoo=str(out / f"{arm}-seed{seed}.h5"))
-    plugins = {"ranker": make_ranker() if config.ranker else None,
+    plugins = {"ranker": make_ranker(config) if config.ranker else None,
                "proposer": make_proposer(config) if config.controller else None}
     start = time.perf_counter()
     Search.open(config, run_dir, **plugins).run()

@@ -77,6 +77,10 @@ def _default(name: str) -> str:
               help="CPUs per Ray trial (default 1).")
 @click.option("--seed", type=int, default=None, help=f"Search seed (default {_default('seed')}).")
 @click.option("--ranker/--no-ranker", default=None, help="Pre-filter offspring with the ranker.")
+@click.option("--ranker-prior", default=None, metavar="default|none|PATH",
+              help="The ranker's pre-trained prior: `default` (the NAS-Bench-NLP prior shipped "
+                   "in the package), `none` (start cold) or a file (default: `default` for "
+                   "tasks the prior has a head for, ptb and wikitext-2; else `none`).")
 @click.option("--controller/--no-controller", default=None,
               help="Add candidates from the RL controller.")
 @click.option("--controller-share", type=click.FloatRange(0, 1), default=None,
@@ -117,7 +121,7 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
     options["ladder"] = _ladder_options(options)
     config = _resolve(Path(run_dir), config_file, resume, options)
     try:
-        plugins = {"ranker": make_ranker() if config.ranker else None,
+        plugins = {"ranker": make_ranker(config) if config.ranker else None,
                    "proposer": make_proposer(config) if config.controller else None,
                    "executor": make_executor(config.executor, config.workers, **ray_options)}
         search = Search.open(config, run_dir, **plugins)
@@ -143,16 +147,29 @@ def _ladder_options(options: dict[str, Any]) -> dict[str, Any] | None:
     return {k: v for k, v in table.items() if v is not None} or None
 
 
-def make_ranker() -> PreFilter:
-    """A fresh `cellzoo.ranker.Ranker`, the search's pre-filter (imported only when asked for)."""
+def make_ranker(config: SearchConfig) -> PreFilter:
+    """A fresh `cellzoo.ranker.Ranker` for the search's task, the search's pre-filter, starting
+    from the prior `ranker_prior` names (imported only when asked for). A missing or damaged
+    prior file raises `PriorError` (a ValueError naming the file and ``--ranker-prior none``)
+    before anything is written."""
     from cellzoo.evolve.search import SearchError
 
     try:
-        from cellzoo.ranker import Ranker
+        from cellzoo.ranker.prior import from_prior, prior_path
     except ImportError as err:
         raise SearchError(f"--ranker needs cellzoo.ranker.Ranker, which cannot be imported "
                           f"here ({err}); run without --ranker") from None
-    return Ranker()
+    return from_prior(prior_path(ranker_prior(config)), task=config.task)
+
+
+def ranker_prior(config: SearchConfig) -> str:
+    """The search's ``ranker_prior``; unset: ``default`` for a task the shipped prior has a
+    head for (ptb, wikitext-2), else ``none``."""
+    if config.ranker_prior is not None:
+        return config.ranker_prior
+    from cellzoo.ranker.prior import TASK_HEADS
+
+    return "default" if config.task in TASK_HEADS else "none"
 
 
 def make_proposer(config: SearchConfig) -> Proposer:
@@ -174,15 +191,13 @@ def _resolve(run_dir: Path, config_file: str | None, resume: bool,
     from cellzoo.evolve import config as cfg
     from cellzoo.evolve.rundir import RunDir
 
-    for name in ("zoo", "data_dir"):
-        if options.get(name) is not None:
-            options[name] = os.path.abspath(options[name])
+    for name in _paths(options):
+        options[name] = os.path.abspath(options[name])
     try:
         file_settings = cfg.load_toml(config_file) if config_file else {}
-        for name in ("zoo", "data_dir"):  # paths in a config file are relative to it
-            if file_settings.get(name) is not None:
-                file_settings[name] = str(Path(config_file).parent.resolve() /
-                                          file_settings[name])
+        for name in _paths(file_settings):  # paths in a config file are relative to it
+            file_settings[name] = str(Path(config_file).parent.resolve() /
+                                      file_settings[name])
         stored = RunDir(run_dir).resumable_config()
         if stored is not None:
             return cfg.for_resume(stored, file_settings, options)
@@ -190,6 +205,8 @@ def _resolve(run_dir: Path, config_file: str | None, resume: bool,
             raise click.UsageError(f"--resume: {run_dir} holds no search checkpoint "
                                    f"(checkpoint.json) to continue")
         config = cfg.resolve(file_settings, options)
+        if config.ranker:  # stored resolved, so that a resume uses the same prior
+            config = config.changed(ranker_prior=ranker_prior(config))
     except ConfigError as err:
         raise click.UsageError(str(err)) from None
     except ValueError as err:  # an unreadable checkpoint
@@ -197,6 +214,16 @@ def _resolve(run_dir: Path, config_file: str | None, resume: bool,
     if config.zoo is None:
         raise click.UsageError("missing --zoo PATH (the HDF5 zoo that receives the cells)")
     return config
+
+
+def _paths(settings: dict[str, Any]) -> list[str]:
+    """The settings that hold a file or folder path (a ranker prior that names a file)."""
+    from cellzoo.ranker.prior import PRIOR_WORDS
+
+    names = [n for n in ("zoo", "data_dir") if settings.get(n) is not None]
+    if settings.get("ranker_prior") not in (None, *PRIOR_WORDS):
+        names.append("ranker_prior")
+    return names
 
 
 def _report(search: Any, as_json: bool) -> None:

@@ -32,7 +32,7 @@ def fit_command(zoo: str, out: str, task: str | None, loss: str, epochs: int | N
                 prior: str, as_json: bool) -> None:
     """Train a ranker on the runs of ZOO and save it to --out."""
     from cellzoo.ranker.fit import Ranker, RankerConfig
-    from cellzoo.ranker.prior import DEFAULT_PRIOR, from_prior
+    from cellzoo.ranker.prior import from_prior, prior_path
 
     if not Path(zoo).is_file():
         raise UserError(f"zoo file {zoo} does not exist")
@@ -41,8 +41,7 @@ def fit_command(zoo: str, out: str, task: str | None, loss: str, epochs: int | N
         if prior == "none":
             ranker = Ranker(RankerConfig(loss=loss, seed=seed))
         else:
-            ranker = from_prior(DEFAULT_PRIOR if prior == "default" else prior,
-                                task=task or runs[0].task)
+            ranker = from_prior(prior_path(prior), task=task or runs[0].task)
         ranker.fit(runs, epochs=epochs)
     except ValueError as e:  # PriorError included: it names the file
         raise UserError(f"cannot fit on {zoo}: {e}") from e

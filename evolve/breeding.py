@@ -2,14 +2,15 @@
 
 `Breeder` owns what making candidates needs and keeps between rounds: the
 variation operators, the search's random generator, the pre-filter (ranker) and
-the proposer (controller) with their lifecycles (the pre-filter is fitted once the
-zoo holds `MIN_RANKER_RUNS` ok runs under the search's configuration, and again
-when there are new ones; the proposer learns from the results of its own
-candidates). The search gives it the population (`Strategy`), the hashes it must
-not repeat, and the zoo.
+the proposer (controller) with their lifecycles (a cold pre-filter is fitted once
+the zoo holds `MIN_RANKER_RUNS` ok runs under the search's configuration, a
+pre-trained one scores from the first breeding round and fine-tunes once there is
+one; both are refitted when there are new runs; the proposer learns from the
+results of its own candidates). The search gives it the population (`Strategy`),
+the hashes it must not repeat, and the zoo.
 
 Per offspring round: ``offspring_factor`` times more candidates than will be
-trained (1 times without a fitted pre-filter) from the population and from the
+trained (1 times before the pre-filter can score) from the population and from the
 proposer; cells the zoo already holds under this configuration are set aside
 for reuse; `candidates.prefilter` keeps the best-scored plus a random share.
 """
@@ -39,7 +40,8 @@ from cellzoo.zoo import Run, Zoo
 
 #: redraws of a candidate that duplicates a known cell before a random cell is tried instead
 MAX_REDRAWS = 50
-#: the ranker is fitted once the zoo holds this many ok runs of the search's kind
+#: a cold ranker is fitted once the zoo holds this many ok runs of the search's kind
+#: (a pre-trained one from the first)
 MIN_RANKER_RUNS = 8
 
 
@@ -83,7 +85,7 @@ class Breeder:
         self.strategy = strategy
         self.ranker, self.proposer = ranker, proposer
         self.rng = random.Random(config.seed)
-        self.ranker_ready = False
+        self.ranker_ready = ranker is not None and ranker.pretrained
         self.ranker_fitted_at = -1  # zoo runs under the configuration at the last fit
         self.proposer_results: list[tuple[str, dict]] = []
 
@@ -173,7 +175,8 @@ class Breeder:
         runs = scope.fit_runs(zoo)
         if len(runs) == self.ranker_fitted_at:
             return
-        if sum(r.status == "ok" for r in runs) >= MIN_RANKER_RUNS:
+        if sum(r.status == "ok" for r in runs) >= (1 if self.ranker.pretrained
+                                                   else MIN_RANKER_RUNS):
             self.ranker.fit(runs)
             self.ranker_ready = True
             self.ranker_fitted_at = len(runs)

@@ -47,7 +47,10 @@ class Candidate:
 
 
 class PreFilter(Protocol):
-    """The ranker seam: learn from zoo runs, score cells (higher = more promising)."""
+    """The ranker seam: learn from zoo runs, score cells (higher = more promising).
+    A ``pretrained`` one (from a prior) scores before its first fit."""
+
+    pretrained: bool
 
     def fit(self, runs: Sequence[Any]) -> Any: ...
 

@@ -48,6 +48,8 @@ class SearchConfig:
     ``ladder`` (a ``[ladder]`` table, `LADDER_DEFAULTS`) judges candidates on a fidelity
     ladder instead of the proxy: ``evaluations`` then counts new candidates (rung-0 cells),
     and the preset is the recipe (`LADDER_FIXES` are refused).
+    ``ranker_prior``: the ranker's prior, ``default`` (the one shipped), ``none`` or a
+    file; None lets the command layer choose by task (docs/ranker.md).
     """
 
     zoo: str | None = None
@@ -72,6 +74,7 @@ class SearchConfig:
     offspring_factor: int = 4
     random_share: float = 0.25
     ranker: bool = False
+    ranker_prior: str | None = None
     controller: bool = False
     controller_share: float = 0.25
     ladder: dict[str, Any] | None = None

@@ -29,6 +29,10 @@ TASK_HEADS = {"ptb": PTB_TARGET, "wikitext-2": WT2_TARGET, ANY_TASK: PTB_TARGET}
 PRIOR_CONFIG = RankerConfig(epochs=12, patience=3)
 
 
+#: values of a prior option that name no file
+PRIOR_WORDS = ("default", "none")
+
+
 class PriorError(ValueError):
     """The prior file is missing or unreadable."""
 
@@ -45,6 +49,12 @@ def read_prior(path: str | os.PathLike) -> dict:
         raise PriorError(f"ranker prior {path} is damaged or not a cellzoo ranker ({e}); "
                          f"{hint}") from e
     return state
+
+
+def prior_path(choice: str) -> Path | None:
+    """The file a prior option names: ``default`` the shipped prior, ``none`` no prior (None),
+    anything else a path."""
+    return {"default": DEFAULT_PRIOR, "none": None}.get(choice, Path(choice))
 
 
 def from_prior(path: str | os.PathLike | None, task: str | None = None,

@@ -23,7 +23,7 @@ TINY_TRAIN = {"hidden": 8, "budget_tokens": 1000, "eval_tokens": 300, "batch_siz
 
 def plugins(config: SearchConfig) -> dict:
     try:
-        return {"ranker": make_ranker(), "proposer": make_proposer(config)}
+        return {"ranker": make_ranker(config), "proposer": make_proposer(config)}
     except SearchError as err:
         pytest.skip(str(err))
 
