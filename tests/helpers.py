@@ -3,6 +3,10 @@ the path: `pythonpath` in pyproject.toml)."""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 from cellzoo.evolve.executors import Executor, Job
 from cellzoo.train import TrainResult
 
@@ -14,3 +18,14 @@ def collect(executor: Executor, n: int) -> dict[int, tuple[Job, TrainResult]]:
         for job, result in executor.completed():
             out[job.job_id] = (job, result)
     return out
+
+
+def env() -> dict[str, str]:
+    """The environment of a `cellzoo` subprocess: one thread, so results are exact."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def evolve_cmd(toml: Path, zoo: Path, run_dir: Path, *extra: str) -> list[str]:
+    """`cellzoo evolve` on a config file, as a subprocess command line."""
+    return [sys.executable, "-m", "cellzoo.cli", "evolve", "--run-dir", str(run_dir),
+            "--zoo", str(zoo), "--config", str(toml), *extra]

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import env, evolve_cmd
 
 from cellzoo.cli import main
 from cellzoo.zoo import Zoo
@@ -47,15 +47,6 @@ KILL_AFTER_RESULT = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
     Search.open(config, run_dir, on_event=bomb).run()
 """)
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def evolve_cmd(toml: Path, zoo: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "cellzoo.cli", "evolve", "--run-dir", str(run_dir),
-            "--zoo", str(zoo), "--config", str(toml), *extra]
 
 
 def outcome(zoo: Path, run_dir: Path) -> dict:
