@@ -3,9 +3,13 @@
 Cells: the human library, the three best cells of the earlier PTB search (docs/results.md,
 "The search on PTB"), then seeded random valid cells, ``--cells`` in all (default 16).
 Each cell's learning rate is probed at rung 0 (`cellzoo.evolve.probe`); then every cell
-with a rate is trained through every rung, breadth-first (all cells' rung 1, then rung 2,
-...), each rung continuing from the rung below's branch checkpoint. A cell that passes
-at no rate counts as worst at every rung. Every result is appended to
+with a rate (also one no rate passed: the probe's `choose`) is trained through every
+rung, breadth-first (all cells' rung 1, then rung 2, ...), each rung continuing from the
+rung below's branch checkpoint. A cell that diverged at every rate counts as worst at
+every rung. A probe record of an older journal with no rate (written when a cell had to
+pass to climb) gets its rate from its stored outcomes by `choose`, without probing again:
+the chosen rate's rung-0 run and an updated probe record are appended. Every result is
+appended to
 ``OUT/results.jsonl``; checkpoints live in ``OUT/runs/<hash>/``. Rerunning the same
 command continues: finished runs are read back from the JSONL, unfinished ones continue
 from their checkpoints. Checkpoints no longer needed (failed probe rates, finished rungs
@@ -37,7 +41,7 @@ import numpy as np
 from cellzoo.dsl import canonical_text, cell_hash, parse_cell
 from cellzoo.dsl.library import LIBRARY
 from cellzoo.evolve.ladder import Ladder, rung_dir, train_rung
-from cellzoo.evolve.probe import probe
+from cellzoo.evolve.probe import RateOutcome, choose, probe
 from cellzoo.evolve.variation import Variation
 from cellzoo.ranker.metrics import rank_metrics
 from cellzoo.train import TrainConfig, TrainResult, load_corpus, train_cell
@@ -100,7 +104,10 @@ def result_record(kind: str, expr: str, rung: int | None, result: TrainResult) -
 
 def run_probe(expr: str, ladder: Ladder, args: argparse.Namespace, journal: Journal) -> None:
     key = cell_hash(expr)
-    if journal.get("probe", key) is not None or journal.get("skip", key) is not None:
+    if journal.get("probe", key) is not None:
+        upgrade_probe(expr, ladder, args, journal)
+        return
+    if journal.get("skip", key) is not None:
         return
     try:
         ladder.width(expr, load_corpus(ladder.base.task, args.data))
@@ -112,13 +119,34 @@ def run_probe(expr: str, ladder: Ladder, args: argparse.Namespace, journal: Jour
     found = probe(expr, ladder, args.train_seed, root, args.data)
     journal.add(result_record("rung", expr, 0, found.result))
     journal.add({"kind": "probe", "hash": key, "expr": expr, "lr": found.lr,
-                 "outcomes": found.to_json()["outcomes"]})
-    print(f"probe {key}: lr {found.lr} val {found.result.val_ppl:.2f} {expr}", flush=True)
+                 "passed": found.passed, "outcomes": found.to_json()["outcomes"]})
+    print(f"probe {key}: lr {found.lr} (passed: {found.passed}) "
+          f"val {found.result.val_ppl:.2f} {expr}", flush=True)
     if not args.keep_checkpoints:
         for outcome in found.outcomes:
             if outcome.lr != found.lr:
                 shutil.rmtree(rung_dir(root, 0, outcome.lr), ignore_errors=True)
-        prune(root, 0, found.lr)
+        if found.lr is not None:
+            prune(root, 0, found.lr)
+
+
+def upgrade_probe(expr: str, ladder: Ladder, args: argparse.Namespace,
+                  journal: Journal) -> None:
+    """An older probe record with no rate gets one from its stored outcomes by `choose`
+    (no probing again); when that gives a rate, its rung-0 run (read back from its
+    checkpoint, or trained again when it was pruned) and the updated record are appended."""
+    record = journal.get("probe", cell_hash(expr))
+    if record["lr"] is not None or "passed" in record:
+        return
+    rate, passed = choose([RateOutcome.from_json(o) for o in record["outcomes"]])
+    if rate is not None:
+        root = args.out / "runs" / record["hash"]
+        journal.add(result_record("rung", expr, 0, train_rung(
+            expr, ladder, 0, rate, args.train_seed, root, args.data)))
+        print(f"rate {record['hash']}: lr {rate} from the stored outcomes", flush=True)
+        if not args.keep_checkpoints:
+            prune(root, 0, rate)
+    journal.add(record | {"lr": rate, "passed": passed})
 
 
 def run_rung(expr: str, rung: int, ladder: Ladder, args: argparse.Namespace,

@@ -4,8 +4,8 @@ function every executor runs on it (in this process, in a pool worker, or as a R
 A ladder job (``ladder`` set: the search's ladder table; ``config``: the preset's, whose
 ``device`` it trains on) trains its cell at ``rung`` with checkpoints under
 ``checkpoint``: at rung 0 without a rate, the learning-rate probe (the chosen rate's run
-is the result); above, `train_rung` at the cell's rate ``lr``, continuing from the rung
-below's branch checkpoint.
+is the result, whether or not the rate passed); above, `train_rung` at the cell's rate
+``lr``, continuing from the rung below's branch checkpoint.
 
 A failure of the candidate itself (an exception while building or training it) is its
 result, "failed", never an exception in the worker.
@@ -71,16 +71,15 @@ def run_job(job: Job) -> TrainResult:
 
 
 def run_ladder_job(job: Job) -> TrainResult:
-    """A ladder job's training. A rung-0 cell no probe rate passes keeps its last rate's
-    result, with the probe's reasons as its ``error`` (the search never promotes it)."""
+    """A ladder job's training. At rung 0 the result is the probe's chosen rate's run; when
+    no rate passed, the probe's per-rate reasons are its ``error`` (an ok run still
+    competes on its perplexity; a cell that diverged at every rate keeps its last run)."""
     ladder = replace(ladder_of(job.ladder), device=job.config.get("device", "auto"))
     if job.rung > 0 or job.lr is not None:
         return train_rung(job.expr, ladder, job.rung, job.lr, 0, job.checkpoint, job.data_dir)
     found = probe(job.expr, ladder, 0, job.checkpoint, job.data_dir,
                   scales=tuple(job.ladder["probe"]))
-    if found.lr is None:
-        found.result.error = "no rate passed the probe: " + "; ".join(
-            f"lr {o.lr:g}: {o.reason}" for o in found.outcomes)
+    found.result.error = found.note() or found.result.error
     return found.result
 
 

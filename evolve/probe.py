@@ -5,9 +5,15 @@ the largest, and keeps the first rate at which the cell learns stably. A rate fa
 when the run diverges (or fails), or when it does not learn: its training loss did not
 fall (the mean over the run's last stretch, the last point of its learning curve, is
 not below the loss of its first step) or its final validation perplexity is not below
-the unigram perplexity of the validation split. The passing rate's rung-0 run is the
+the unigram perplexity of the validation split. The chosen rate's rung-0 run is the
 cell's rung-0 result (no extra training), and its branch checkpoint is where the
 cell's promotion to rung 1 starts. Baselines get the same probe as searched cells.
+
+The probe picks a rate; selecting cells is the ladder's job (`choose`). When no rate
+passes, the cell still gets the rate that ran (neither diverged nor failed) with the
+lowest rung-0 validation perplexity: a slow starter above the unigram level at rung 0
+ranks low there but is not barred from promotion. Only a cell that ran at no rate has
+no rate.
 """
 
 from __future__ import annotations
@@ -45,19 +51,48 @@ class RateOutcome:
     def passed(self) -> bool:
         return self.reason is None
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RateOutcome:
+        """An outcome read back from `ProbeResult.to_json` (null numbers become NaN)."""
+        return cls(**{k: math.nan if v is None and k != "reason" else v
+                      for k, v in data.items()})
+
+
+def choose(outcomes: list[RateOutcome]) -> tuple[float | None, bool]:
+    """The rate the probe picks from its outcomes, and whether it passed: the largest
+    passing rate; else the rate that ran ok with the lowest validation perplexity; else
+    (every rate diverged or failed) None."""
+    passing = [o.lr for o in outcomes if o.passed]
+    if passing:
+        return max(passing), True
+    ran = [o for o in outcomes if o.status == "ok" and math.isfinite(o.val_ppl)]
+    if ran:
+        return min(ran, key=lambda o: o.val_ppl).lr, False
+    return None, False
+
 
 @dataclass
 class ProbeResult:
-    """The chosen rate (None when no rate passed), every rate tried, and the rung-0 result
-    of the chosen rate (of the last rate tried when none passed)."""
+    """The chosen rate (None when every rate diverged or failed), whether it passed, every
+    rate tried, and the rung-0 result of the chosen rate (of the last rate tried when
+    there is none)."""
 
     lr: float | None
+    passed: bool
     outcomes: list[RateOutcome]
     result: TrainResult
 
+    def note(self) -> str | None:
+        """Why no rate passed, rate by rate (None when one did)."""
+        if self.passed:
+            return None
+        return "no rate passed the probe: " + "; ".join(
+            f"lr {o.lr:g}: {o.reason}" for o in self.outcomes)
+
     def to_json(self) -> dict[str, Any]:
         """Strict JSON (non-finite losses and perplexities become null)."""
-        return json_safe({"lr": self.lr, "outcomes": [asdict(o) for o in self.outcomes],
+        return json_safe({"lr": self.lr, "passed": self.passed,
+                          "outcomes": [asdict(o) for o in self.outcomes],
                           "result": self.result.to_json()})
 
 
@@ -89,17 +124,20 @@ def probe(cell: Node | str, ladder: Ladder, seed: int, checkpoint_root: str | Pa
           data_dir: str | Path | None = None, lr: float | None = None,
           scales: tuple[float, ...] = SCALES) -> ProbeResult:
     """Try ``lr`` (default: the preset's) times each of ``scales`` at rung 0, largest first,
-    and stop at the first rate that passes. Runs checkpoint under ``checkpoint_root`` as
-    `train_rung`'s do, so a rerun reads finished runs back from their checkpoints."""
+    stop at the first rate that passes, and pick a rate by `choose`. Runs checkpoint under
+    ``checkpoint_root`` as `train_rung`'s do, so a rerun reads finished runs back from
+    their checkpoints."""
     corpus = load_corpus(ladder.base.task, data_dir)
     top = ladder.base.learning_rate if lr is None else lr
     config: TrainConfig = ladder.configs(cell, corpus, top, seed)[0]
     first = initial_loss(cell, config, corpus)
     unigram = unigram_ppl(corpus, config.eval_tokens)
-    outcomes = []
+    outcomes, results = [], {}
     for scale in scales:
         result = train_rung(cell, ladder, 0, top * scale, seed, checkpoint_root, data_dir)
+        results[result.config.learning_rate] = result
         outcomes.append(judge(result, first, unigram))
         if outcomes[-1].passed:
-            return ProbeResult(top * scale, outcomes, result)
-    return ProbeResult(None, outcomes, result)
+            break
+    rate, passed = choose(outcomes)
+    return ProbeResult(rate, passed, outcomes, results.get(rate, result))

@@ -86,13 +86,13 @@ class Climb:
         return any(self.asha.promotable(k) for k in range(self.asha.rungs - 1))
 
     def record(self, job: Job, result: TrainResult) -> None:
-        """A rung result: a rung-0 cell keeps its probed rate; a result counts for ASHA when
-        the run is ok and, at rung 0, a probe rate passed (no ``error``)."""
+        """A rung result: a rung-0 cell keeps its probed rate; an ok run counts for ASHA on
+        its perplexity, also when no probe rate passed (its ``error`` says so)."""
         if job.rung == 0:
             self.cells[job.hash] = {
                 "expr": job.expr, "lr": result.config.learning_rate, "lineage": job.lineage,
                 "score": job.score, "predicted": job.predicted, "round": job.round}
-        ok = result.status == "ok" and result.error is None
+        ok = result.status == "ok"
         self.asha.record(job.rung, job.hash, result.val_ppl if ok else None)
 
     def state_dict(self) -> dict[str, Any]:

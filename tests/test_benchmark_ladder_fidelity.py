@@ -24,14 +24,36 @@ def test_ladder_fidelity_runs_breadth_first_and_continues_where_it_stopped(tmp_p
     first = run(tmp_path, "--max-rung", "0")
     assert first.count("probe ") == 3 and "rung 1 " not in first
     second = run(tmp_path)
-    assert "probe " not in second and second.count("rung 1 ") == 2  # ReLU-RNN found no rate
+    assert "probe " not in second and second.count("rung 1 ") == 3  # ReLU-RNN: none passed
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     kinds = [(r["kind"], r.get("rung")) for r in records]
     assert kinds.count(("probe", None)) == kinds.count(("proxy", None)) == 3
-    assert kinds.count(("rung", 0)) == 3 and kinds.count(("rung", 1)) == 2
+    assert kinds.count(("rung", 0)) == 3 and kinds.count(("rung", 1)) == 3
+    relu = next(r for r in records if r["kind"] == "probe" and not r["passed"])
+    assert relu["lr"] == 0.125 and all(o["reason"] for o in relu["outcomes"])
     rows = json.loads((tmp_path / "summary.json").read_text())
     assert [r["rung"] for r in rows] == [0, 1, "proxy 20k"]
     assert rows[0]["token_share"] == 1 / 3 and -1 <= rows[0]["tau_top"] <= 1
     assert "| 0 | 20,000 |" in second and "| proxy 20k |" in second
     third = run(tmp_path)  # all finished: read back, nothing trained
     assert "rung 1 " not in third and third.split("| rung")[1] == second.split("| rung")[1]
+
+
+def test_an_older_probe_record_without_a_rate_gets_one_from_its_stored_outcomes(tmp_path):
+    run(tmp_path, "--max-rung", "0", "--no-proxy")
+    path = tmp_path / "results.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    relu = next(r for r in records if r["kind"] == "probe" and not r["passed"])
+    # as an older benchmark wrote it: no rate, no "passed"; the stored outcomes (here made
+    # to favour rate 0.5) decide the rate, the probe is not run again
+    del relu["passed"]
+    relu["lr"] = None
+    next(o for o in relu["outcomes"] if o["lr"] == 0.5)["val_ppl"] = 10.0
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = run(tmp_path, "--no-proxy")
+    assert "probe " not in out and f"rate {relu['hash']}: lr 0.5 from" in out
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    mine = [r for r in records if r["hash"] == relu["hash"]]
+    assert [(r["kind"], r.get("rung"), r["lr"]) for r in mine[-3:]] == [
+        ("rung", 0, 0.5), ("probe", None, 0.5), ("rung", 1, 0.5)]
+    assert mine[-1]["result"]["status"] == "ok" and mine[-3]["result"]["val_ppl"] > 15

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,17 @@ from click.testing import CliRunner
 from helpers import env, evolve_cmd
 
 from cellzoo.cli import main
+from cellzoo.dsl import canonical_text, parse_cell
+from cellzoo.dsl.library import LIBRARY
 from cellzoo.evolve.config import ConfigError, SearchConfig, for_resume, load_toml, resolve
 from cellzoo.evolve.executors import ProcessExecutor
+from cellzoo.evolve.jobs import run_job
 from cellzoo.evolve.population import Member, MuPlusLambda
 from cellzoo.evolve.progress import progress_frame
+from cellzoo.evolve.rundir import RunDir
+from cellzoo.evolve.rungs import Climb
 from cellzoo.evolve.search import Search
+from cellzoo.train import load_corpus
 from cellzoo.zoo import Zoo
 
 pytestmark = pytest.mark.slow
@@ -276,3 +283,21 @@ def test_a_higher_rung_ranks_above_any_lower_one_and_diverged_below_all():
     strategy.end_generation()
     assert [(m.hash, m.rung, m.val_ppl, m.born) for m in strategy.members] == [
         ("a", 3, 40.0, 0), ("b", 2, 50.0, 1)]
+
+
+def test_a_cell_no_probe_rate_passes_competes_and_one_that_always_diverges_does_not(tmp_path):
+    config = resolve({}, {"ladder": tomllib.loads(TOML)["ladder"]})
+    climb = Climb(config, load_corpus("synthetic"), RunDir(tmp_path))
+    relu = canonical_text(parse_cell(LIBRARY["ReLU-RNN"].expr))
+    jobs = [climb.job(i, expr, {"origin": "random", "generation": 0})
+            for i, expr in enumerate((relu, "Add(MM(x), MM(h))"))]
+    results = [run_job(job) for job in jobs]
+    for job, result in zip(jobs, results, strict=True):
+        climb.record(job, result)
+    learns, lost = results  # the ReLU-RNN stays at the unigram level at 9,000 tokens
+    assert learns.status == "ok" and learns.error.startswith("no rate passed the probe: lr 1:")
+    assert lost.status == "diverged" and lost.error.startswith("no rate passed the probe")
+    assert climb.asha.results[0] == {jobs[0].hash: learns.val_ppl, jobs[1].hash: None}
+    promoted = climb.promotion(2)  # the best half of rung 0: the ReLU-RNN, at its rate
+    assert (promoted.hash, promoted.rung, promoted.lr) == (jobs[0].hash, 1, learns.config.lr)
+    assert climb.promotion(3) is None

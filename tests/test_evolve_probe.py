@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cellzoo.evolve.ladder import Ladder
-from cellzoo.evolve.probe import judge, probe, unigram_ppl
+from cellzoo.evolve.probe import RateOutcome, choose, judge, probe, unigram_ppl
 from cellzoo.train import TrainConfig, TrainResult
 from cellzoo.train.corpus import Corpus, load_corpus
 
@@ -25,7 +25,8 @@ def test_unigram_perplexity_uses_training_counts_on_the_validation_split():
 
 def test_the_lstm_keeps_the_presets_rate(tmp_path):
     found = probe("LSTM", LADDER, 0, tmp_path)
-    assert found.lr == 1.0 and [o.passed for o in found.outcomes] == [True]
+    assert found.lr == 1.0 and found.passed and [o.passed for o in found.outcomes] == [True]
+    assert found.note() is None
     assert found.result.status == "ok" and found.result.config == LADDER.configs(
         "LSTM", load_corpus("synthetic"))[0]
 
@@ -41,7 +42,7 @@ def test_a_rate_at_which_the_lstm_does_not_learn_fails(tmp_path):
 def test_an_unstable_cell_gets_a_lower_rate_and_its_run_is_the_rung0_result(tmp_path):
     linear = "Add(MM(x), MM(h))"  # an unbounded linear recurrence
     found = probe(linear, LADDER, 0, tmp_path)
-    assert found.lr == 0.125
+    assert found.lr == 0.125 and found.passed
     assert [o.status for o in found.outcomes] == ["diverged"] * 3 + ["ok"]
     assert all("diverged" in o.reason for o in found.outcomes[:3])
     assert found.result.config.lr == 0.125 and found.result.val_ppl == found.outcomes[-1].val_ppl
@@ -56,3 +57,42 @@ def test_a_result_above_the_unigram_level_fails():
                          "cpu", None, config)
     assert "not below the unigram 16" in judge(result, 2.8, 16.0).reason
     assert judge(result.__class__(**{**result.__dict__, "val_ppl": 15.0}), 2.8, 16.0).passed
+
+
+def test_a_cell_no_rate_passes_gets_its_best_non_diverged_rate(tmp_path):
+    # the ReLU-RNN learns at rung 0 but stays at the unigram level (16.0) at 1, 1/2, 1/4
+    found = probe("ReLU-RNN", LADDER, 0, tmp_path, scales=(1.0, 0.5, 0.25))
+    assert not found.passed and [o.status for o in found.outcomes] == ["ok"] * 3
+    assert all("not below the unigram" in o.reason for o in found.outcomes)
+    vals = {o.lr: o.val_ppl for o in found.outcomes}
+    assert found.lr == min(vals, key=vals.get) and found.result.config.lr == found.lr
+    assert found.result.status == "ok" and found.result.val_ppl == vals[found.lr]
+    assert found.note().startswith("no rate passed the probe: lr 1: validation")
+    assert found.to_json()["passed"] is False
+    # tried in another order (read back from the checkpoints), the best run is still the
+    # result, not the last one tried
+    again = probe("ReLU-RNN", LADDER, 0, tmp_path, scales=(0.25, 1.0, 0.5))
+    assert again.lr == found.lr == 0.25 and again.result.val_ppl == vals[0.25] < vals[0.5]
+
+
+def test_a_cell_that_diverges_at_every_rate_has_none(tmp_path):
+    found = probe("Add(MM(x), MM(h))", LADDER, 0, tmp_path, scales=(1.0, 0.5))
+    assert found.lr is None and not found.passed
+    assert found.result.status == "diverged" and found.result.config.lr == 0.5  # the last
+
+
+def outcome(lr: float, status: str, val: float, reason: str | None) -> RateOutcome:
+    return RateOutcome(lr, status, val, 2.8, 2.0, reason)
+
+
+def test_the_rule_prefers_the_largest_passing_rate_then_the_best_run():
+    diverged = outcome(1.0, "diverged", math.nan, "diverged: loss exploded")
+    above = [outcome(0.5, "ok", 735.0, "above"), outcome(0.25, "ok", 727.0, "above"),
+             outcome(0.125, "ok", 746.0, "above")]
+    assert choose([diverged, *above]) == (0.25, False)  # PTB's peephole-LSTM, say
+    assert choose([diverged, above[0], outcome(0.25, "ok", 600.0, None)]) == (0.25, True)
+    failed = outcome(0.5, "failed", math.nan, "failed: boom")
+    assert choose([diverged, failed]) == (None, False)
+    assert choose([RateOutcome.from_json(
+        {"lr": 1.0, "status": "diverged", "val_ppl": None, "first_loss": 2.8,
+         "last_loss": None, "reason": "diverged"}), above[2]]) == (0.125, False)
