@@ -12,13 +12,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import tomllib
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import env, evolve_cmd
+from helpers import env, evolve_cmd, kill_when_logged
 
 from cellzoo.cli import main
 from cellzoo.dsl import canonical_text, parse_cell
@@ -177,15 +176,7 @@ def test_killed_at_random_moments_twice_then_rerun(reference):
     zoo, run_dir = tmp / "b.h5", tmp / "b"
     log = run_dir / "evaluations.jsonl"
     for lines in (2, 5):
-        proc = subprocess.Popen(evolve_cmd(toml, zoo, run_dir), env=env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            if log.is_file() and len(log.read_text().splitlines()) >= lines:
-                break
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_when_logged(evolve_cmd(toml, zoo, run_dir), log, lines)
     rerun = subprocess.run(evolve_cmd(toml, zoo, run_dir), env=env(), capture_output=True,
                            text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr

@@ -9,12 +9,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import env, evolve_cmd
+from helpers import env, evolve_cmd, kill_when_logged
 
 from cellzoo.cli import main
 from cellzoo.zoo import Zoo
@@ -97,15 +96,7 @@ def test_killed_at_a_random_moment_twice_then_rerun(setup):
     zoo, run_dir = tmp / "b.h5", tmp / "b"
     log = run_dir / "evaluations.jsonl"
     for lines in (2, 6):
-        proc = subprocess.Popen(evolve_cmd(toml, zoo, run_dir), env=env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            if log.is_file() and len(log.read_text().splitlines()) >= lines:
-                break
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_when_logged(evolve_cmd(toml, zoo, run_dir), log, lines)
     rerun = subprocess.run(evolve_cmd(toml, zoo, run_dir), env=env(), capture_output=True,
                            text=True, timeout=600)  # the same command again continues
     assert rerun.returncode == 0, rerun.stderr
