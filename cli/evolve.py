@@ -272,5 +272,6 @@ def plot_progress(run_dirs: tuple[str, ...], out: str, title: str | None,
         frame.to_csv(csv_out, index=False)
     path = draw_progress(frame, out, title)
     best = frame["best_so_far"].min()
-    click.echo(f"wrote {path} ({len(frame)} candidates from {frame['run'].nunique()} runs, "
+    runs = frame["run"].nunique()
+    click.echo(f"wrote {path} ({len(frame)} candidates from {runs} run{'s' * (runs != 1)}, "
                f"best val ppl {best:.2f})" if math.isfinite(best) else f"wrote {path}")
