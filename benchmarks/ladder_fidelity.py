@@ -15,14 +15,22 @@ command continues: finished runs are read back from the JSONL, unfinished ones c
 from their checkpoints. Checkpoints no longer needed (failed probe rates, finished rungs
 below the one in progress) are deleted unless ``--keep-checkpoints``.
 
-It prints, per rung: its tokens and cost as a share of the full run (tokens; seconds as
-measured), and Kendall tau / Spearman rho of its validation ranking against the top rung's
-test perplexity (where top results exist) and against the next rung's validation ranking;
+``--zoo FILE`` (repeatable): a rung run already stored in one of these zoos (same cell,
+same configuration key) is taken from there instead of trained. The top rung's
+configuration is the preset's own, so full runs of `cellzoo train CELL --preset P
+--match-params LSTM --lr RATE --zoo FILE` at a cell's probed rate count as top-rung results.
+
+It prints, per rung: its tokens and cost as a share of the full run (tokens; seconds per
+cell as measured), and Kendall tau / Spearman rho of its validation ranking against the top
+rung's test perplexity and against the next rung's validation ranking, each over the cells
+that have both results (a cell no rate passed counts as having every result, the worst);
 and beside them the old proxy's tau (`TrainConfig.proxy(task, budget_tokens=20000)`, Adam).
 Diverged and failed results rank last.
 
     python benchmarks/ladder_fidelity.py --task ptb --out runs/ladder-ptb        # hours of CPU
     python benchmarks/ladder_fidelity.py --task ptb --out runs/ladder-ptb --max-rung 1
+    python benchmarks/ladder_fidelity.py --task ptb --out runs/ladder-ptb --max-rung 2 \
+        --zoo runs/full-runs.h5                  # top-rung results from full runs stored there
     python benchmarks/ladder_fidelity.py --task synthetic --out /tmp/lf --cells 3 \\
         --rungs 2 --top-tokens 60000                                             # seconds
 """
@@ -38,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from cellzoo.common.io import json_safe
 from cellzoo.dsl import canonical_text, cell_hash, parse_cell
 from cellzoo.dsl.library import LIBRARY
 from cellzoo.evolve.ladder import Ladder, rung_dir, train_rung
@@ -46,6 +55,7 @@ from cellzoo.evolve.variation import Variation
 from cellzoo.ranker.metrics import rank_metrics
 from cellzoo.train import TrainConfig, TrainResult, load_corpus, train_cell
 from cellzoo.train.checkpoint import CHECKPOINT_NAME
+from cellzoo.zoo import Zoo
 
 PRESETS = {"ptb": "zaremba-small", "synthetic": "synthetic-small"}
 #: the three best cells of the PTB search on the 20k-token Adam proxy (docs/results.md)
@@ -150,10 +160,19 @@ def upgrade_probe(expr: str, ladder: Ladder, args: argparse.Namespace,
 
 
 def run_rung(expr: str, rung: int, ladder: Ladder, args: argparse.Namespace,
-             journal: Journal) -> None:
+             journal: Journal, train: bool = True) -> None:
+    """Record ``expr``'s run at ``rung``: from a ``--zoo`` file, else trained (if ``train``)."""
     key = cell_hash(expr)
     rate = (journal.get("probe", key) or {}).get("lr")
     if rate is None or journal.get("rung", key, rung) is not None:
+        return
+    stored = stored_run(expr, ladder, rung, rate, args)
+    if stored is not None:
+        journal.add(stored)
+        print(f"rung {rung} {key}: val {stored['result']['val_ppl']:.2f} test "
+              f"{stored['result']['test_ppl']:.2f} from {stored['zoo']}", flush=True)
+        return
+    if not train:
         return
     root = args.out / "runs" / key
     result = train_rung(expr, ladder, rung, rate, args.train_seed, root, args.data)
@@ -163,6 +182,22 @@ def run_rung(expr: str, rung: int, ladder: Ladder, args: argparse.Namespace,
     if not args.keep_checkpoints:
         shutil.rmtree(rung_dir(root, rung - 1, rate), ignore_errors=True)
         prune(root, rung, rate)
+
+
+def stored_run(expr: str, ladder: Ladder, rung: int, rate: float,
+               args: argparse.Namespace) -> dict[str, Any] | None:
+    """The journal record of ``expr``'s run at ``rung`` found in a ``--zoo`` file, if any."""
+    config = ladder.configs(expr, load_corpus(ladder.base.task, args.data), rate,
+                            args.train_seed)[rung]
+    for path in args.zoo:
+        with Zoo.open(path) as zoo:
+            run = zoo.find_run(cell_hash(expr), config.key())
+        if run is not None:
+            fields = ("status", "val_ppl", "test_ppl", "seconds", "tokens_trained", "device")
+            return {"kind": "rung", "hash": run.hash, "expr": expr, "rung": rung, "lr": rate,
+                    "zoo": str(path), "run_id": run.run_id,
+                    "result": json_safe({f: getattr(run, f) for f in fields})}
+    return None
 
 
 def prune(root: Path, rung: int, lr: float) -> None:
@@ -192,39 +227,56 @@ def agreement(a: list[float], b: list[float]) -> dict[str, float]:
     return rank_metrics(ranked_a, ranked_b)
 
 
+def settled(journal: Journal, key: str, rung: int | None, kind: str = "rung") -> bool:
+    """Whether the cell has its result at ``rung``: a record, or no rate (worst everywhere)."""
+    probe = journal.get("probe", key)
+    return journal.get(kind, key, rung) is not None or (probe is not None and probe["lr"] is None)
+
+
+def compare(journal: Journal, keys: list[str], a: tuple, b: tuple, field_b: str) -> dict:
+    """Rank agreement of results ``a`` and ``b`` ((kind, rung) each; validation perplexity
+    for ``a``) over the cells settled at both, with the count of those cells."""
+    both = [k for k in keys if settled(journal, k, a[1], a[0]) and settled(journal, k, b[1], b[0])]
+    if len(both) < 3:
+        return {}
+    x = [value(journal.get(a[0], k, a[1]), "val_ppl") for k in both]
+    y = [value(journal.get(b[0], k, b[1]), field_b) for k in both]
+    return agreement(x, y) | {"n": len(both)}
+
+
+def mean_seconds(journal: Journal, keys: list[str], kind: str, rung: int | None) -> float:
+    seconds = [r["result"]["seconds"] for k in keys if (r := journal.get(kind, k, rung))]
+    return sum(seconds) / len(seconds) if seconds else math.nan
+
+
 def summary(cells: list[str], budgets: list[int], journal: Journal) -> list[dict]:
-    """One row per rung (and one for the proxy): tokens, cost shares, rank agreements."""
+    """One row per rung (and one for the proxy): tokens, cost per cell as a share of the
+    top rung's, and rank agreements over the cells that have both results."""
     keys = [cell_hash(c) for c in cells if journal.get("skip", cell_hash(c)) is None]
-    top = len(budgets) - 1
-    has_top = any(journal.get("rung", k, top) for k in keys)
-    top_test = [value(journal.get("rung", k, top), "test_ppl") for k in keys]
-    top_seconds = sum(r["result"]["seconds"] for k in keys
-                      if (r := journal.get("rung", k, top)) is not None)
+    top = ("rung", len(budgets) - 1)
+    top_seconds = mean_seconds(journal, keys, *top)
     rows = []
     for rung, tokens in enumerate(budgets):
         records = [journal.get("rung", k, rung) for k in keys]
         if not any(records):
             break
-        val = [value(r, "val_ppl") for r in records]
         row = {"rung": rung, "tokens": tokens, "token_share": tokens / budgets[-1],
                "cells": sum(r is not None for r in records),
-               "seconds": sum(r["result"]["seconds"] for r in records if r is not None)}
-        row["seconds_share"] = row["seconds"] / top_seconds if top_seconds else math.nan
-        if has_top:
-            row |= {f"{k}_top": v for k, v in agreement(val, top_test).items()}
-        following = [journal.get("rung", k, rung + 1) for k in keys]
-        if rung < top and any(following):
-            nxt = [value(r, "val_ppl") for r in following]
-            row |= {f"{k}_next": v for k, v in agreement(val, nxt).items()}
+               "seconds": mean_seconds(journal, keys, "rung", rung)}
+        row["seconds_share"] = row["seconds"] / top_seconds
+        row |= {f"{k}_top": v for k, v in compare(journal, keys, ("rung", rung), top,
+                                                  "test_ppl").items()}
+        if rung < top[1]:
+            row |= {f"{k}_next": v for k, v in compare(
+                journal, keys, ("rung", rung), ("rung", rung + 1), "val_ppl").items()}
         rows.append(row)
     proxies = [journal.get("proxy", k) for k in keys]
     if any(proxies):
         row = {"rung": f"proxy {PROXY_TOKENS // 1000}k", "tokens": PROXY_TOKENS,
                "cells": sum(p is not None for p in proxies),
-               "seconds": sum(p["result"]["seconds"] for p in proxies if p is not None)}
-        if has_top:
-            proxy_val = [value(p, "val_ppl") for p in proxies]
-            row |= {f"{k}_top": v for k, v in agreement(proxy_val, top_test).items()}
+               "seconds": mean_seconds(journal, keys, "proxy", None)}
+        row |= {f"{k}_top": v for k, v in compare(journal, keys, ("proxy", None), top,
+                                                  "test_ppl").items()}
         rows.append(row)
     return rows
 
@@ -234,13 +286,14 @@ def print_table(rows: list[dict]) -> None:
         v = row.get(key)
         return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
-    print("| rung | tokens | tokens / top | seconds / top | cells | tau / rho vs top test | "
-          "tau / rho vs next rung |")
+    print("| rung | tokens | tokens / top | seconds / top (per cell) | cells | "
+          "tau / rho vs top test (cells) | tau / rho vs next rung (cells) |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['rung']} | {r['tokens']:,} | {num(r, 'token_share')} | "
               f"{num(r, 'seconds_share')} | {r['cells']} | {num(r, 'tau_top')} / "
-              f"{num(r, 'rho_top')} | {num(r, 'tau_next')} / {num(r, 'rho_next')} |")
+              f"{num(r, 'rho_top')} ({r.get('n_top', 0)}) | {num(r, 'tau_next')} / "
+              f"{num(r, 'rho_next')} ({r.get('n_next', 0)}) |")
 
 
 def main() -> None:
@@ -259,6 +312,8 @@ def main() -> None:
     parser.add_argument("--max-rung", type=int, default=None, help="stop after this rung")
     parser.add_argument("--no-proxy", action="store_true", help="skip the 20k-token proxy runs")
     parser.add_argument("--keep-checkpoints", action="store_true")
+    parser.add_argument("--zoo", type=Path, action="append", default=[],
+                        help="take rung runs stored here (repeatable)")
     args = parser.parse_args()
     try:
         ladder = Ladder(args.preset or PRESETS[args.task], eta=args.eta, rungs=args.rungs,
@@ -275,9 +330,9 @@ def main() -> None:
         run_probe(expr, ladder, args, journal)
         if not args.no_proxy:
             run_proxy(expr, args, journal)
-    for rung in range(1, last + 1):
+    for rung in range(1, len(budgets)):  # above --max-rung: only runs found in --zoo
         for expr in cells:
-            run_rung(expr, rung, ladder, args, journal)
+            run_rung(expr, rung, ladder, args, journal, train=rung <= last)
     rows = summary(cells, budgets, journal)
     (args.out / "summary.json").write_text(json.dumps(rows, indent=1) + "\n")
     print_table(rows)

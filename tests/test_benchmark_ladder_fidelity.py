@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cellzoo.evolve.ladder import Ladder
+from cellzoo.train import load_corpus, train_cell
+from cellzoo.zoo import Zoo
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ladder_fidelity.py"
 TINY = ["--task", "synthetic", "--cells", "3", "--rungs", "2", "--top-tokens", "60000"]
 
@@ -57,3 +61,18 @@ def test_an_older_probe_record_without_a_rate_gets_one_from_its_stored_outcomes(
     assert [(r["kind"], r.get("rung"), r["lr"]) for r in mine[-3:]] == [
         ("rung", 0, 0.5), ("probe", None, 0.5), ("rung", 1, 0.5)]
     assert mine[-1]["result"]["status"] == "ok" and mine[-3]["result"]["val_ppl"] > 15
+
+
+def test_a_rung_run_stored_in_a_zoo_is_taken_from_there_not_trained(tmp_path):
+    run(tmp_path, "--max-rung", "0", "--no-proxy")
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    probe = next(r for r in records if r["kind"] == "probe" and r["passed"])
+    ladder = Ladder("synthetic-small", rungs=2, top_tokens=60000)
+    config = ladder.configs(probe["expr"], load_corpus("synthetic"), probe["lr"])[1]
+    with Zoo.open(tmp_path / "full.h5", "a") as zoo:  # as `cellzoo train --zoo` stores it
+        zoo.add_run(train_cell(probe["expr"], config))
+    out = run(tmp_path, "--max-rung", "0", "--no-proxy", "--zoo", str(tmp_path / "full.h5"))
+    assert out.count("rung 1 ") == 1 and f"rung 1 {probe['hash']}: val" in out
+    assert "full.h5" in out  # the one stored run; no other cell trained above --max-rung
+    rows = json.loads((tmp_path / "summary.json").read_text())
+    assert [(r["rung"], r["cells"]) for r in rows] == [(0, 3), (1, 1)]
