@@ -66,13 +66,15 @@ INEXACT = {
 
 @dataclass(frozen=True)
 class NBRun:
-    """One NAS-Bench-NLP run: the recipe, whether it finished, its final perplexities."""
+    """One NAS-Bench-NLP run: the recipe, whether it finished, its final perplexities and
+    its validation loss after each epoch it completed (the learning curve)."""
 
     id: int
     recipe: dict
     finished: bool  # status OK: trained all 50 epochs
     val_ppl: float  # nan unless finished
     test_ppl: float  # nan unless finished
+    val_losses: tuple[float, ...] = ()
 
 
 def data_file(data: str | os.PathLike | None = None, dataset: str = "ptb") -> Path:
@@ -113,6 +115,8 @@ def _iter_runs(path: Path) -> Iterator[NBRun]:
                 finished=ok,
                 val_ppl=float(d["final_val_ppl"]) if ok else math.nan,
                 test_ppl=float(d["final_test_ppl"]) if ok else math.nan,
+                val_losses=tuple(math.nan if v is None else float(v)
+                                 for v in d.get("val_losses") or ()),
             )
 
 
