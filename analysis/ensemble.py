@@ -195,14 +195,16 @@ def evaluate_weights(zoo: Zoo, pool: Sequence[Run], weights: Sequence[int], sele
 
 def build(zoo: Zoo, task: str | None = None, top: int = 10, select: str = "greedy",
           size: int | None = None, data_dir: str | Path | None = None,
-          cache: AnalysisCache | None = None, layout: Layout = Layout()) -> EnsembleResult:
-    """Pool = the ``top`` runs of the task by validation perplexity. ``greedy``: ``size``
+          cache: AnalysisCache | None = None, layout: Layout = Layout(),
+          runs: Sequence[str] | None = None) -> EnsembleResult:
+    """Pool = the runs with the id prefixes ``runs`` if given, else the ``top`` runs of the
+    task by validation perplexity. ``greedy``: ``size``
     selection rounds (default 2 x pool) on the validation split; ``top``: the first ``size``
     runs of the pool (default all), equal weights."""
     if select not in SELECTS:
         raise ValueError(f"unknown selection {select!r}; choose one of {', '.join(SELECTS)}")
     cache = cache or AnalysisCache(None)
-    pool = select_runs(zoo, top=top, task=task)
+    pool = select_runs(zoo, top=top, task=task, runs=runs)
     corpus = load_corpus(pool[0].task, data_dir)
     valid = None
     if select == "greedy":

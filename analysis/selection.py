@@ -48,12 +48,15 @@ def best_run_of_cell(zoo: Zoo, hash_prefix: str, task: str | None = None) -> Run
 
 
 def select_runs(zoo: Zoo, cells: Sequence[str] | None = None, top: int | None = None,
-                task: str | None = None) -> list[Run]:
-    """Runs by cell hash prefixes (each cell's best run), or the ``top`` runs of one task.
+                task: str | None = None, runs: Sequence[str] | None = None) -> list[Run]:
+    """Runs by run id prefixes (``runs``: exactly these, e.g. two seeds of one cell), by cell
+    hash prefixes (each cell's best run), or the ``top`` runs of one task.
 
     All chosen runs share one task (they are compared on the same tokens): ``task``, or the
     one the cells (or the zoo) have in common.
     """
+    if runs:
+        return _given_runs(zoo, runs, task)
     if cells:
         task = task or _common_task(zoo, cells)
         runs = [best_run_of_cell(zoo, prefix, task) for prefix in cells]
@@ -62,6 +65,26 @@ def select_runs(zoo: Zoo, cells: Sequence[str] | None = None, top: int | None = 
         runs = [r for r in zoo.top(len(zoo), task) if r.has_weights][: top or None]
     if not runs:
         raise AnalysisError(f"no ok runs with weights to analyse in {zoo.path}")
+    return runs
+
+
+def _given_runs(zoo: Zoo, prefixes: Sequence[str], task: str | None) -> list[Run]:
+    """The runs with these id prefixes; each ok with weights, all of one task (``task``)."""
+    try:
+        runs = [zoo.run(prefix) for prefix in prefixes]
+    except ZooError as err:
+        raise AnalysisError(str(err)) from None
+    for run in runs:
+        if run.status != "ok" or not run.has_weights:
+            raise AnalysisError(f"run {run.run_id} (cell {run.hash}) in {zoo.path} is "
+                                f"{run.status}{'' if run.has_weights else ', without weights'}; "
+                                f"only ok runs with weights can be analysed")
+    tasks = sorted({r.task for r in runs} | ({task} if task else set()))
+    if len(tasks) > 1:
+        raise AnalysisError(f"the chosen runs are of tasks {', '.join(tasks)}; they must share "
+                            f"one task and vocabulary")
+    if len({r.run_id for r in runs}) < len(runs):
+        raise AnalysisError("a run is chosen twice in --runs")
     return runs
 
 

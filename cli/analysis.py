@@ -45,12 +45,19 @@ data_opt = click.option("--data", "data_dir", type=click.Path(file_okay=False), 
 cache_opt = click.option("--cache", type=click.Path(dir_okay=False), default=None,
                          help="Analysis cache file (default: ZOO.analysis.h5).")
 no_cache_opt = click.option("--no-cache", is_flag=True, help="Neither read nor write a cache.")
+runs_opt = click.option("--runs", default=None, help="Comma-separated run id prefixes: exactly "
+                        "these runs (e.g. two seeds of one cell).")
+
+
+def _prefixes(text: str | None) -> list[str] | None:
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
 
 
 @click.command()
 @zoo_arg
 @click.option("--cells", default=None, help="Comma-separated cell hash prefixes (each cell's "
               "best run).")
+@runs_opt
 @click.option("--top", type=click.IntRange(min=1), default=None,
               help=f"The K runs with the lowest validation perplexity (default {POOL}).")
 @task_opt
@@ -68,28 +75,28 @@ no_cache_opt = click.option("--no-cache", is_flag=True, help="Neither read nor w
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Folder for the PNGs and CSVs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the written paths as JSON.")
-def compare(zoo_path: str, cells: str | None, top: int | None, task: str | None,
+def compare(zoo_path: str, cells: str | None, runs: str | None, top: int | None,
+            task: str | None,
             text_file: str | None, split: str | None, tokens: int, layer_index: int,
             data_dir: str | None, cache: str | None, no_cache: bool, out_dir: str,
             as_json: bool) -> None:
     """Run zoo cells over the same text; write activation heatmaps, CKA clustermap, similarity
     matrices (CKA, SVCCA) and the diversity-vs-gain plot into --out."""
-    if cells and top:
-        raise click.UsageError("give --cells or --top, not both")
+    if sum(bool(v) for v in (cells, runs, top)) > 1:
+        raise click.UsageError("give one of --cells, --runs and --top")
     if text_file and split:
         raise click.UsageError("give --text or --split, not both")
     matplotlib.use("Agg")  # files only, never a window
     with _errors(), Zoo.open(zoo_path, "r") as zoo:
-        prefixes = [c.strip() for c in cells.split(",") if c.strip()] if cells else None
-        runs = select_runs(zoo, prefixes, top or POOL, task)
-        corpus = load_corpus(runs[0].task, data_dir)
+        chosen = select_runs(zoo, _prefixes(cells), top or POOL, task, _prefixes(runs))
+        corpus = load_corpus(chosen[0].task, data_dir)
         text = (user_text(corpus, Path(text_file).read_text(encoding="utf-8"), text_file, tokens)
                 if text_file else split_text(corpus, split or "valid", tokens))
         store = _cache(zoo_path, cache, no_cache)
         recorded = {}
-        for run in tracked(runs, "recording hidden states"):
+        for run in tracked(chosen, "recording hidden states"):
             recorded |= activations(zoo, [run], text, store)
-        data = comparison(runs, labels(runs), recorded, text, layer_index)
+        data = comparison(chosen, labels(chosen), recorded, text, layer_index)
         written = _write_compare(Path(out_dir), data)
     _echo_paths(written, as_json)
 
@@ -130,6 +137,7 @@ def _echo_paths(paths: dict[str, str], as_json: bool) -> None:
 @task_opt
 @click.option("--top", type=click.IntRange(min=1), default=None,
               help=f"Pool: the K runs with the lowest validation perplexity (default {POOL}).")
+@runs_opt
 @click.option("--select", type=click.Choice(ens.SELECTS), default=None,
               help="greedy (default): forward selection with replacement on the validation "
                    "split; top: the pool's first --size runs, equal weights.")
@@ -145,22 +153,25 @@ def _echo_paths(paths: dict[str, str], as_json: bool) -> None:
 @cache_opt
 @no_cache_opt
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def ensemble(zoo_path: str, task: str | None, top: int | None, select: str | None,
+def ensemble(zoo_path: str, task: str | None, top: int | None, runs: str | None,
+             select: str | None,
              size: int | None, eval_tokens: int | None, save_path: str | None,
              load_path: str | None, data_dir: str | None, cache: str | None, no_cache: bool,
              as_json: bool) -> None:
     """Build an ensemble of zoo runs (or --load one) and print its members, weights and test
     perplexity beside its best member's and the uniform average of the pool."""
-    if load_path and (top or select or size or eval_tokens or task):
+    if load_path and (top or runs or select or size or eval_tokens or task):
         raise click.UsageError("--load evaluates the saved ensemble as it is; drop --task, "
-                               "--top, --select, --size and --eval-tokens")
+                               "--top, --runs, --select, --size and --eval-tokens")
+    if top and runs:
+        raise click.UsageError("give --top or --runs, not both")
     store = _cache(zoo_path, cache, no_cache)
     with _errors(), Zoo.open(zoo_path, "r") as zoo:
         if load_path:
             result = ens.load(zoo, load_path, data_dir, store)
         else:
             result = ens.build(zoo, task, top or POOL, select or "greedy", size, data_dir, store,
-                               ens.Layout(tokens=eval_tokens))
+                               ens.Layout(tokens=eval_tokens), _prefixes(runs))
     if save_path:
         ens.save(result, save_path)
     if as_json:

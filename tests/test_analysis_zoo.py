@@ -229,3 +229,26 @@ def test_ensemble_command(zoo_path, tmp_path):
     clash = CliRunner().invoke(main, ["ensemble", str(zoo_path), "--load", str(saved),
                                       "--top", "2"])
     assert clash.exit_code == 2 and "--load" in clash.output
+
+
+def test_runs_chosen_by_id_ensemble_two_seeds_of_one_cell(tmp_path):
+    path = tmp_path / "seeds.h5"
+    with Zoo.open(path, "a") as zoo:
+        ids = [zoo.add_run(train_cell("tanh-RNN", CONFIG.replace(seed=seed))) for seed in (0, 1)]
+    # --cells can only name the cell (its best run); --runs names each seed's run
+    result = _invoke("ensemble", path, "--runs", f"{ids[0][:8]},{ids[1][:8]}", "--select", "top",
+                     "--eval-tokens", 2000, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert sorted(m["run_id"] for m in data["members"]) == sorted(ids)
+    assert len({m["label"] for m in data["pool"]}) == 2  # one cell, two labelled runs
+    assert data["test_ppl"] < max(m["test_ppl"] for m in data["pool"])
+    out = tmp_path / "cmp"
+    compared = _invoke("compare", path, "--runs", ",".join(ids), "--out", out, "--tokens", 200)
+    assert compared.exit_code == 0, compared.output
+    assert len(pd.read_csv(out / "cells.csv")) == 2
+    for bad, message in ((["--runs", "ffff"], "no run id starting with 'ffff'"),
+                         (["--runs", f"{ids[0]},{ids[0]}"], "chosen twice"),
+                         (["--runs", ids[0], "--top", "2"], "--top or --runs")):
+        failed = _invoke("ensemble", path, *bad)
+        assert failed.exit_code == 2 and message in failed.output, failed.output
