@@ -106,6 +106,7 @@ def train(cell: str | None, task: str | None, preset: str | None, data_dir: str 
         with progress_reporter() as report:
             result = _run(node, config, data_dir, report, checkpoint_dir)
         _print(result, as_json)
+        _exit_if_failed(result)
         return
     saved = Path(result_file or (Path(checkpoint_dir) / RESULT_NAME if checkpoint_dir
                                  else f"unstored-result-{os.getpid()}.pt"))
@@ -115,6 +116,14 @@ def train(cell: str | None, task: str | None, preset: str | None, data_dir: str 
             result = _run(node, config, data_dir, report, checkpoint_dir)
         lineage = {"origin": "library" if _is_library_name(cell) else "manual"}
         _store(zoo, result, lineage, saved, as_json)
+    _exit_if_failed(result)
+
+
+def _exit_if_failed(result: TrainResult) -> None:
+    """Exit code 1 for a run that failed (an error inside training, not the cell's result:
+    a diverged run is a result and exits 0), after its result was printed and stored."""
+    if result.status == "failed":
+        click.get_current_context().exit(1)
 
 
 def _config(task: str | None, preset: str | None, options: dict[str, Any]) -> TrainConfig:

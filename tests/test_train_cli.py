@@ -119,3 +119,25 @@ def test_data_path_lists_the_search(run, tmp_path, monkeypatch):
         (folder / f"{split}.txt").write_text("a b\n")
     found = run("data", "path", "ptb", "--data", str(folder))
     assert found.exit_code == 0 and f"found   {folder}" in found.output
+
+
+def test_a_checkpoint_that_cannot_be_written_exits_2_naming_the_file(run, tmp_path):
+    folder = tmp_path / "ck"
+    (folder / "checkpoint.pt").mkdir(parents=True)  # the rename onto it fails, as on a full disk
+    result = run("train", "tanh-RNN", *TINY, "--checkpoint", str(folder))
+    assert result.exit_code == 2, result.output
+    assert f"cannot write the checkpoint {folder / 'checkpoint.pt'}" in result.output
+    assert "--resume" in result.output and "Traceback" not in result.output
+
+
+def test_a_failed_run_is_printed_and_exits_1(run, monkeypatch):
+    from cellzoo.train.loop import Trainer
+
+    def broken(self):
+        raise RuntimeError("injected failure inside training")
+
+    monkeypatch.setattr(Trainer, "_epoch", broken)
+    result = run("train", "tanh-RNN", *TINY, "--json")
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert data["status"] == "failed" and "injected failure" in data["error"]

@@ -29,9 +29,16 @@ def checkpoint_path(folder: str | os.PathLike, name: str = CHECKPOINT_NAME) -> P
 
 def save_checkpoint(folder: str | os.PathLike, payload: dict[str, Any],
                     name: str = CHECKPOINT_NAME) -> Path:
-    """Write ``payload`` to a temporary file, then rename it over the old checkpoint (durably)."""
-    return atomic_write(checkpoint_path(folder, name),
-                        lambda f: torch.save({"format": FORMAT, **payload}, f))
+    """Write ``payload`` to a temporary file, then rename it over the old checkpoint (durably).
+    A failed write (a full disk: torch raises RuntimeError there, the OS OSError) is a
+    `CheckpointError` that names the file; the checkpoint written before stays intact."""
+    path = checkpoint_path(folder, name)
+    try:
+        return atomic_write(path, lambda f: torch.save({"format": FORMAT, **payload}, f))
+    except (OSError, RuntimeError) as err:
+        raise CheckpointError(f"cannot write the checkpoint {path}: {err}; the checkpoint "
+                              f"written before it is intact, so the run can continue from it "
+                              f"(--resume) once the folder can be written") from err
 
 
 def load_checkpoint(folder: str | os.PathLike,
