@@ -211,18 +211,28 @@ def _open_zoo(zoo_path: str, lock_timeout: float):
 def _store(zoo, result: TrainResult, lineage: dict[str, Any], saved: Path,
            as_json: bool) -> None:
     """Save the result to `saved`, store it in `zoo`, then delete `saved`: a kill or a failure
-    at any point leaves the run in the zoo, in `saved`, or both (`zoo add` skips the copy)."""
+    at any point leaves the run in the zoo, in `saved`, or both (`zoo add` skips the copy).
+    When neither can be written (a full disk), the printed result is what remains."""
     from cellzoo.zoo.pending import save_pending
 
-    save_pending(saved, result, lineage)
+    try:
+        save_pending(saved, result, lineage)
+        unsaved = None
+    except (OSError, RuntimeError) as err:  # torch.save raises RuntimeError on a full disk
+        unsaved = err
     try:
         run_id = zoo.add_run(result, lineage=lineage)
     except (UserError, OSError) as err:
         _print(result, as_json)
+        if unsaved is not None:
+            raise UserError(f"the run was trained but could not be stored in {zoo.path} "
+                            f"({err}) nor saved to {saved} ({unsaved}); its numbers are "
+                            f"printed above, its weights are lost") from None
         raise UserError(f"the run was trained but could not be stored in {zoo.path}: {err}\n"
                         f"its result is saved in {saved}; store it later with\n"
                         f"  cellzoo zoo add {zoo.path} {saved}") from None
-    saved.unlink()
+    if unsaved is None:
+        saved.unlink()
     _print(result, as_json)
     click.echo(f"stored run {run_id} in {zoo.path}", err=True)
 

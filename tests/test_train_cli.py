@@ -141,3 +141,22 @@ def test_a_failed_run_is_printed_and_exits_1(run, monkeypatch):
     assert result.exit_code == 1, result.output
     data = json.loads(result.stdout)
     assert data["status"] == "failed" and "injected failure" in data["error"]
+
+
+def test_a_result_that_cannot_be_saved_is_still_stored(run, tmp_path, monkeypatch):
+    import errno
+
+    from cellzoo.zoo import Zoo, pending
+
+    def full_disk(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(pending, "atomic_write", full_disk)
+    saved = tmp_path / "result.pt"
+    result = run("train", "tanh-RNN", *TINY, "--json", "--zoo", str(tmp_path / "z.h5"),
+                 "--save-result", str(saved))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    with Zoo.open(tmp_path / "z.h5") as zoo:
+        assert zoo.has_run(data["hash"], data["config_key"])
+    assert not saved.exists()

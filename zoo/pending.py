@@ -9,13 +9,12 @@ with `cellzoo zoo add ZOO FILE`; a run the zoo already holds is recognised and s
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cellzoo.common.io import publish
+from cellzoo.common.io import atomic_write
 from cellzoo.train.config import TrainResult
 from cellzoo.zoo.records import Run, ZooError
 from cellzoo.zoo.store import Zoo
@@ -24,13 +23,11 @@ FORMAT = 1
 
 
 def save_pending(path: Path, result: TrainResult, lineage: dict[str, Any]) -> Path:
-    """Write `result` durably to `path` (atomically: a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save({"format": FORMAT, "result": result.to_json(), "lineage": lineage,
-                "state_dict": result.state_dict}, tmp)
-    publish(tmp, path)
-    return path
+    """Write `result` durably to `path` (atomically: a reader never sees half a file, and a
+    failed write leaves no temporary file)."""
+    data = {"format": FORMAT, "result": result.to_json(), "lineage": lineage,
+            "state_dict": result.state_dict}
+    return atomic_write(path, lambda f: torch.save(data, f))
 
 
 def load_pending(path: Path) -> tuple[TrainResult, dict[str, Any]]:
