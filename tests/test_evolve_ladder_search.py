@@ -237,13 +237,20 @@ def test_a_resume_with_another_ladder_exits_2_and_changes_nothing(reference):
 # ---- configuration and fitness (no training) ---------------------------------------------
 
 
-def test_the_ptb_ladder_config_loads(shared_data):
-    path = Path(__file__).resolve().parents[1] / "configs" / "ptb-ladder.toml"
-    config = resolve(load_toml(path), {"zoo": "z.h5", "data_dir": str(shared_data)})
-    assert config.task == "ptb" and config.ladder["preset"] == "zaremba-small"
-    assert config.ladder["probe"] == [1.0, 0.5, 0.25, 0.125]
-    assert config.train_config().key() == config.make_ladder().base.key()
-    assert for_resume(config, load_toml(path), {"evaluations": 400}).evaluations == 400
+def test_the_ptb_ladder_configs_load_and_share_their_ladder(shared_data):
+    configs = {}
+    for name in ("ptb-ladder", "ptb-ladder-random"):
+        path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml"
+        config = resolve(load_toml(path), {"zoo": "z.h5", "data_dir": str(shared_data)})
+        assert config.task == "ptb" and config.ladder["preset"] == "zaremba-small"
+        assert config.ladder["probe"] == [1.0, 0.5, 0.25, 0.125]
+        assert config.train_config().key() == config.make_ladder().base.key()
+        assert for_resume(config, load_toml(path), {"evaluations": 400}).evaluations == 400
+        configs[name] = config
+    search, baseline = configs.values()
+    assert search.ladder == baseline.ladder and search.evaluations == baseline.evaluations
+    assert (search.ops, search.seed) == (baseline.ops, baseline.seed)
+    assert baseline.strategy == "random" and not (baseline.ranker or baseline.controller)
 
 
 def test_ladder_tables_are_checked():
