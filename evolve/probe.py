@@ -1,13 +1,23 @@
 """The learning-rate probe: each cell's rate from the preset's rate and its halvings.
 
 At rung 0 of the ladder the probe tries the preset's rate times 1, 1/2, 1/4, 1/8, from
-the largest, and keeps the first rate at which the cell learns stably. A rate fails
-when the run diverges (or fails), or when it does not learn: its training loss did not
-fall (the mean over the run's last stretch, the last point of its learning curve, is
-not below the loss of its first step) or its final validation perplexity is not below
-the unigram perplexity of the validation split. The chosen rate's rung-0 run is the
-cell's rung-0 result (no extra training), and its branch checkpoint is where the
-cell's promotion to rung 1 starts. Baselines get the same probe as searched cells.
+the largest, down to the first rate at which the cell learns stably, and on while each
+next rate learns stably with a lower rung-0 validation perplexity; it keeps the passing
+rate with the lowest. A rate fails when the run diverges (or fails), or when it does not
+learn: its training loss did not fall (the mean over the run's last stretch, the last
+point of its learning curve, is not below the loss of its first step) or its final
+validation perplexity is not below the unigram perplexity of the validation split.
+
+Why not the largest stable rate: on PTB's zaremba-small ladder the GRU learns stably at
+the preset's rate 1 at rung 0 (validation 601.4) yet ends its full run at test 262.0, its
+validation rising from 231 to 412 over epochs 1-3 at that rate; at 1/2 its rung-0 run is
+better (579.6), as are its first full epochs (198.5, 161.7, 152.3). The LSTM's rung-0
+run is better at 1 (577.8 against 692.9 at 1/2), the rate its preset was tuned for.
+Comparing rates by their rung-0 result picks the better rate of both (docs/results.md).
+
+The chosen rate's rung-0 run is the cell's rung-0 result (no extra training), and its
+branch checkpoint is where the cell's promotion to rung 1 starts. Baselines get the same
+probe as searched cells.
 
 The probe picks a rate; selecting cells is the ladder's job (`choose`). When no rate
 passes, the cell still gets the rate that ran (neither diverged nor failed) with the
@@ -59,16 +69,22 @@ class RateOutcome:
 
 
 def choose(outcomes: list[RateOutcome]) -> tuple[float | None, bool]:
-    """The rate the probe picks from its outcomes, and whether it passed: the largest
-    passing rate; else the rate that ran ok with the lowest validation perplexity; else
-    (every rate diverged or failed) None."""
-    passing = [o.lr for o in outcomes if o.passed]
-    if passing:
-        return max(passing), True
-    ran = [o for o in outcomes if o.status == "ok" and math.isfinite(o.val_ppl)]
-    if ran:
-        return min(ran, key=lambda o: o.val_ppl).lr, False
+    """The rate the probe picks from its outcomes, and whether it passed: the passing rate
+    with the lowest validation perplexity (the larger rate on a tie); else the rate that ran
+    ok with the lowest; else (every rate diverged or failed) None."""
+    for pool, passed in (([o for o in outcomes if o.passed], True),
+                         ([o for o in outcomes if o.status == "ok"
+                           and math.isfinite(o.val_ppl)], False)):
+        if pool:
+            return min(pool, key=lambda o: (o.val_ppl, -o.lr)).lr, passed
     return None, False
+
+
+def descend(outcomes: list[RateOutcome]) -> bool:
+    """Whether the probe tries the next lower rate: while none passed, or while the last
+    rate passed and is the best passing one so far."""
+    passing = [o for o in outcomes if o.passed]
+    return not passing or (outcomes[-1].passed and choose(outcomes)[0] == outcomes[-1].lr)
 
 
 @dataclass
@@ -124,7 +140,7 @@ def probe(cell: Node | str, ladder: Ladder, seed: int, checkpoint_root: str | Pa
           data_dir: str | Path | None = None, lr: float | None = None,
           scales: tuple[float, ...] = SCALES) -> ProbeResult:
     """Try ``lr`` (default: the preset's) times each of ``scales`` at rung 0, largest first,
-    stop at the first rate that passes, and pick a rate by `choose`. Runs checkpoint under
+    while `descend` says so, and pick a rate by `choose`. Runs checkpoint under
     ``checkpoint_root`` as `train_rung`'s do, so a rerun reads finished runs back from
     their checkpoints."""
     corpus = load_corpus(ladder.base.task, data_dir)
@@ -137,7 +153,7 @@ def probe(cell: Node | str, ladder: Ladder, seed: int, checkpoint_root: str | Pa
         result = train_rung(cell, ladder, 0, top * scale, seed, checkpoint_root, data_dir)
         results[result.config.learning_rate] = result
         outcomes.append(judge(result, first, unigram))
-        if outcomes[-1].passed:
+        if not descend(outcomes):
             break
     rate, passed = choose(outcomes)
     return ProbeResult(rate, passed, outcomes, results.get(rate, result))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cellzoo.evolve.ladder import Ladder
-from cellzoo.evolve.probe import RateOutcome, choose, judge, probe, unigram_ppl
+from cellzoo.evolve.probe import RateOutcome, choose, descend, judge, probe, unigram_ppl
 from cellzoo.train import TrainConfig, TrainResult
 from cellzoo.train.corpus import Corpus, load_corpus
 
@@ -24,8 +24,9 @@ def test_unigram_perplexity_uses_training_counts_on_the_validation_split():
 
 
 def test_the_lstm_keeps_the_presets_rate(tmp_path):
-    found = probe("LSTM", LADDER, 0, tmp_path)
-    assert found.lr == 1.0 and found.passed and [o.passed for o in found.outcomes] == [True]
+    found = probe("LSTM", LADDER, 0, tmp_path)  # 1/2 passes too, with a worse result: stop
+    assert found.lr == 1.0 and found.passed and [o.passed for o in found.outcomes] == [True] * 2
+    assert found.outcomes[1].val_ppl > found.outcomes[0].val_ppl
     assert found.note() is None
     assert found.result.status == "ok" and found.result.config == LADDER.configs(
         "LSTM", load_corpus("synthetic"))[0]
@@ -49,6 +50,15 @@ def test_an_unstable_cell_gets_a_lower_rate_and_its_run_is_the_rung0_result(tmp_
     again = probe(linear, LADDER, 0, tmp_path)  # rerun: read back from the checkpoints
     assert again.to_json() == found.to_json() | {"result": again.to_json()["result"]}
     assert again.result.val_ppl == found.result.val_ppl
+
+
+def test_the_probe_descends_while_the_rung0_result_improves(tmp_path):
+    # the tanh-RNN diverges at 1, learns at 1/2, better at 1/4, worse again at 1/8
+    found = probe("tanh-RNN", LADDER, 0, tmp_path)
+    vals = [o.val_ppl for o in found.outcomes]
+    assert [o.lr for o in found.outcomes] == [1.0, 0.5, 0.25, 0.125]
+    assert found.outcomes[0].status == "diverged" and vals[1] > vals[2] < vals[3]
+    assert found.lr == 0.25 and found.passed and found.result.val_ppl == vals[2]
 
 
 def test_a_result_above_the_unigram_level_fails():
@@ -85,8 +95,13 @@ def outcome(lr: float, status: str, val: float, reason: str | None) -> RateOutco
     return RateOutcome(lr, status, val, 2.8, 2.0, reason)
 
 
-def test_the_rule_prefers_the_largest_passing_rate_then_the_best_run():
+def test_the_rule_picks_the_best_passing_rate_then_the_best_run():
     diverged = outcome(1.0, "diverged", math.nan, "diverged: loss exploded")
+    # the GRU on PTB's rung 0: both rates pass, the lower one ran better
+    gru = [outcome(1.0, "ok", 601.4, None), outcome(0.5, "ok", 579.6, None)]
+    assert choose(gru) == (0.5, True) and descend(gru) and not descend(gru[::-1])
+    assert choose([outcome(1.0, "ok", 5.0, None), outcome(0.5, "ok", 5.0, None)]) == (1.0, True)
+    assert descend([diverged]) and not descend([*gru, outcome(0.25, "failed", math.nan, "x")])
     above = [outcome(0.5, "ok", 735.0, "above"), outcome(0.25, "ok", 727.0, "above"),
              outcome(0.125, "ok", 746.0, "above")]
     assert choose([diverged, *above]) == (0.25, False)  # PTB's peephole-LSTM, say
