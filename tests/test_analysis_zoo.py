@@ -204,9 +204,10 @@ def test_compare_errors_exit_2(zoo_path, tmp_path):
     bad_text = runner.invoke(main, ["compare", str(zoo_path), "--text", str(text), "--out",
                                     str(tmp_path / "o"), "--no-cache"])
     assert bad_text.exit_code == 2 and "zebra" in bad_text.output
-    both = runner.invoke(main, ["compare", str(zoo_path), "--cells", "ab", "--top", "2",
-                                "--out", str(tmp_path / "o")])
-    assert both.exit_code == 2 and "not both" in both.output
+    for both in (["--cells", "ab", "--top", "2"], ["--cells", "ab", "--runs", "cd"]):
+        refused = runner.invoke(main, ["compare", str(zoo_path), *both, "--out",
+                                       str(tmp_path / "o")])
+        assert refused.exit_code == 2 and "one of --cells, --runs and --top" in refused.output
     missing = runner.invoke(main, ["compare", str(zoo_path), "--cells", "ffffffff", "--out",
                                    str(tmp_path / "o")])
     assert missing.exit_code == 2 and "no cell hash starting with 'ffffffff'" in missing.output
