@@ -2,7 +2,8 @@
 
 Cells: the human library, the three best cells of the earlier PTB search (docs/results.md,
 "The search on PTB"), then seeded random valid cells, ``--cells`` in all (default 16).
-Each cell's learning rate is probed at rung 0 (`cellzoo.evolve.probe`); then every cell
+Each cell's learning rate is probed at rung 0 (`cellzoo.evolve.probe`; a probe recorded
+under the older rule, which stopped at the first passing rate, is probed again); then every cell
 with a rate (also one no rate passed: the probe's `choose`) is trained through every
 rung, breadth-first (all cells' rung 1, then rung 2, ...), each rung continuing from the
 rung below's branch checkpoint. A cell that diverged at every rate counts as worst at
@@ -50,7 +51,7 @@ from cellzoo.common.io import json_safe
 from cellzoo.dsl import canonical_text, cell_hash, parse_cell
 from cellzoo.dsl.library import LIBRARY
 from cellzoo.evolve.ladder import Ladder, rung_dir, train_rung
-from cellzoo.evolve.probe import RateOutcome, choose, probe
+from cellzoo.evolve.probe import SCALES, RateOutcome, choose, descend, probe
 from cellzoo.evolve.variation import Variation
 from cellzoo.ranker.metrics import rank_metrics
 from cellzoo.train import TrainConfig, TrainResult, load_corpus, train_cell
@@ -82,7 +83,9 @@ def fidelity_cells(n: int, seed: int) -> list[str]:
 
 
 class Journal:
-    """The JSONL of finished work: one record per probe, rung run or proxy run."""
+    """The JSONL of finished work: one record per probe, rung run or proxy run. A cell's
+    rung runs are looked up at its current rate (its last probe record's), so runs at a
+    rate an older probe chose stay in the file but no longer count."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -95,10 +98,16 @@ class Journal:
 
     @staticmethod
     def key(record: dict[str, Any]) -> tuple:
-        return record["kind"], record["hash"], record.get("rung")
+        rate = record["lr"] if record["kind"] == "rung" else None
+        return record["kind"], record["hash"], record.get("rung"), rate
 
     def get(self, kind: str, cell: str, rung: int | None = None) -> dict[str, Any] | None:
-        return self.records.get((kind, cell, rung))
+        rate = self.rate(cell) if kind == "rung" else None
+        return self.records.get((kind, cell, rung, rate))
+
+    def rate(self, cell: str) -> float | None:
+        """The cell's rate: its probe record's (None before its probe, or when none ran)."""
+        return (self.records.get(("probe", cell, None, None)) or {}).get("lr")
 
     def add(self, record: dict[str, Any]) -> dict[str, Any]:
         with open(self.path, "a") as f:
@@ -113,8 +122,10 @@ def result_record(kind: str, expr: str, rung: int | None, result: TrainResult) -
 
 
 def run_probe(expr: str, ladder: Ladder, args: argparse.Namespace, journal: Journal) -> None:
+    """Probe the cell's rate, unless its probe record is final (see `stale`)."""
     key = cell_hash(expr)
-    if journal.get("probe", key) is not None:
+    record = journal.get("probe", key)
+    if record is not None and not stale(record):
         upgrade_probe(expr, ladder, args, journal)
         return
     if journal.get("skip", key) is not None:
@@ -138,6 +149,14 @@ def run_probe(expr: str, ladder: Ladder, args: argparse.Namespace, journal: Jour
                 shutil.rmtree(rung_dir(root, 0, outcome.lr), ignore_errors=True)
         if found.lr is not None:
             prune(root, 0, found.lr)
+
+
+def stale(record: dict[str, Any]) -> bool:
+    """Whether a probe record was written under the older rule that stopped at the first
+    passing rate, where today's probe would try the next rate (`descend`): probed again
+    (runs pruned from the checkpoints are trained again, to the same results)."""
+    outcomes = [RateOutcome.from_json(o) for o in record["outcomes"]]
+    return record["lr"] is not None and len(outcomes) < len(SCALES) and descend(outcomes)
 
 
 def upgrade_probe(expr: str, ladder: Ladder, args: argparse.Namespace,

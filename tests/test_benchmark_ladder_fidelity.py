@@ -76,3 +76,19 @@ def test_a_rung_run_stored_in_a_zoo_is_taken_from_there_not_trained(tmp_path):
     assert "full.h5" in out  # the one stored run; no other cell trained above --max-rung
     rows = json.loads((tmp_path / "summary.json").read_text())
     assert [(r["rung"], r["cells"]) for r in rows] == [(0, 3), (1, 1)]
+
+
+def test_a_probe_of_the_older_rule_is_probed_again_and_keeps_its_runs_if_its_rate_holds(
+        tmp_path):
+    run(tmp_path, "--no-proxy")
+    path = tmp_path / "results.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    lstm = next(r for r in records if r["kind"] == "probe" and r["expr"].startswith("Mult("))
+    assert lstm["lr"] == 1.0 and [o["lr"] for o in lstm["outcomes"]] == [1.0, 0.5]
+    lstm["outcomes"] = lstm["outcomes"][:1]  # as the older rule stopped: at the first pass
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = run(tmp_path, "--no-proxy")
+    assert out.count("probe ") == 1 and f"probe {lstm['hash']}: lr 1.0" in out
+    assert "rung 1 " not in out  # same rate: its rung-1 run still counts
+    again = [json.loads(line) for line in path.read_text().splitlines()][-1]
+    assert again["kind"] == "probe" and len(again["outcomes"]) == 2
