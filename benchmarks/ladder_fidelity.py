@@ -50,7 +50,7 @@ import numpy as np
 from cellzoo.common.io import json_safe
 from cellzoo.dsl import canonical_text, cell_hash, parse_cell
 from cellzoo.dsl.library import LIBRARY
-from cellzoo.evolve.ladder import Ladder, rung_dir, train_rung
+from cellzoo.evolve.ladder import SCHEDULES, Ladder, rung_dir, train_rung
 from cellzoo.evolve.probe import SCALES, RateOutcome, choose, descend, probe
 from cellzoo.evolve.variation import Variation
 from cellzoo.ranker.metrics import rank_metrics
@@ -328,6 +328,8 @@ def main() -> None:
     parser.add_argument("--rungs", type=int, default=None)
     parser.add_argument("--rung0-tokens", type=int, default=None)
     parser.add_argument("--top-tokens", type=int, default=None)
+    parser.add_argument("--schedule", choices=SCHEDULES, default="compressed",
+                        help="the rungs' learning-rate schedule (a separate --out per schedule)")
     parser.add_argument("--max-rung", type=int, default=None, help="stop after this rung")
     parser.add_argument("--no-proxy", action="store_true", help="skip the 20k-token proxy runs")
     parser.add_argument("--keep-checkpoints", action="store_true")
@@ -336,7 +338,8 @@ def main() -> None:
     args = parser.parse_args()
     try:
         ladder = Ladder(args.preset or PRESETS[args.task], eta=args.eta, rungs=args.rungs,
-                        rung0_tokens=args.rung0_tokens, top_tokens=args.top_tokens)
+                        rung0_tokens=args.rung0_tokens, top_tokens=args.top_tokens,
+                        schedule=args.schedule)
         budgets = ladder.budgets(load_corpus(ladder.base.task, args.data))
     except ValueError as err:
         parser.error(str(err))

@@ -21,6 +21,7 @@ from cellzoo.evolve.config import (
     ConfigError,
     SearchConfig,
 )
+from cellzoo.evolve.ladder import SCHEDULES
 from cellzoo.train import PROXIES
 
 if TYPE_CHECKING:
@@ -96,6 +97,9 @@ def _default(name: str) -> str:
               help="Ladder rung 0's budget; the rung count follows (instead of --rungs).")
 @click.option("--top-tokens", type=int, default=None,
               help="Ladder top rung's budget (default and at most: the preset's full run).")
+@click.option("--ladder-schedule", type=click.Choice(SCHEDULES), default=None,
+              help="A rung's learning-rate schedule: the preset's compressed into its budget "
+                   "(default), or the full run's (prefix: its first tokens).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               default=None, help="TOML file of defaults (options given here override it).")
 @click.option("--resume", is_flag=True,
@@ -144,6 +148,7 @@ def _ladder_options(options: dict[str, Any]) -> dict[str, Any] | None:
     """The ladder options given (popped from ``options``) as a ladder table, or None."""
     table = {"preset": options.pop("ladder_preset")}
     table.update({k: options.pop(k) for k in ("eta", "rungs", "rung0_tokens", "top_tokens")})
+    table["schedule"] = options.pop("ladder_schedule")
     return {k: v for k, v in table.items() if v is not None} or None
 
 

@@ -1,16 +1,20 @@
 """The fidelity ladder: a preset's own recipe at budgets growing by ``eta``, and ASHA's rule.
 
 Rung k of an R-rung ladder trains ``B_k = B_top // eta**(R-1-k)`` tokens with the
-preset's optimiser, loss, clipping, batch, BPTT length, initialisation and layers,
-and the preset's epoch schedule compressed into ``B_k`` tokens (``schedule_tokens``).
-The top rung is the preset itself, so a top-rung run *is* the full run. Every cell
+preset's optimiser, loss, clipping, batch, BPTT length, initialisation and layers. Its
+learning-rate schedule (``schedule``) is either the preset's epoch schedule compressed
+into ``B_k`` tokens (``compressed``: each rung decays as a full run does, early) or the
+full run's own (``prefix``: a rung run is the first ``B_k`` tokens of the full run, at the
+preset's rate until the full run's decay onset). The top rung is the preset itself, so a
+top-rung run *is* the full run. Every cell
 is trained at the width that gives it the reference cell's parameter count (the
 `--match-params` rule), so a rung compares cells at equal parameters.
 
-A rung run writes a branch checkpoint before its first decayed step; promotion to
-the next rung continues from it (the next rung's rate is still undecayed there),
-so a promoted result equals a from-scratch run at the higher budget, bit for bit,
-and skips the shared prefix. See docs/search.md, "The fidelity ladder".
+A rung run writes a branch checkpoint before its first decayed step (a prefix rung that
+ends before the decay onset: at its end); promotion to the next rung continues from it
+(the next rung's rate is still undecayed there), so a promoted result equals a
+from-scratch run at the higher budget, bit for bit, and skips the shared prefix. See
+docs/search.md, "The fidelity ladder".
 """
 
 from __future__ import annotations
@@ -31,14 +35,17 @@ from cellzoo.train.model import matched_hidden
 
 #: rung 0's default budget: about one CPU-core minute of zaremba-small (~2,900 tokens/s)
 DEFAULT_RUNG0_TOKENS = 150_000
+#: a rung's learning-rate schedule: its own, compressed, or the full run's
+SCHEDULES = ("compressed", "prefix")
 
 
 @dataclass(frozen=True)
 class Ladder:
     """Rungs of a preset: ``rungs`` of them, or as many as bring rung 0 nearest to
     ``rung0_tokens`` (default `DEFAULT_RUNG0_TOKENS`); the top rung trains ``top_tokens``
-    (default and at most: the preset's full run). Widths match ``reference``'s parameters.
-    ``device`` is where its runs train (not part of any configuration key)."""
+    (default and at most: the preset's full run). Widths match ``reference``'s parameters;
+    ``schedule`` is one of `SCHEDULES` (see the module doc). ``device`` is where its runs
+    train (not part of any configuration key)."""
 
     preset: str
     eta: int = 3
@@ -46,10 +53,14 @@ class Ladder:
     rung0_tokens: int | None = None
     top_tokens: int | None = None
     reference: str = "LSTM"
+    schedule: str = "compressed"
     device: str = "auto"
 
     def __post_init__(self) -> None:
         TrainConfig.preset(self.preset)  # an unknown name raises, listing the presets
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"ladder schedule must be one of {', '.join(SCHEDULES)}, got "
+                             f"{self.schedule!r}")
         if not (isinstance(self.eta, int) and self.eta >= 2):
             raise ValueError(f"ladder eta must be an integer of at least 2, got {self.eta!r}")
         for name in ("rungs", "rung0_tokens", "top_tokens"):
@@ -105,7 +116,8 @@ class Ladder:
                    "lr": base.learning_rate if lr is None else lr}
         full = self.full_tokens(corpus)
         return [base.replace(**changes) if b == full
-                else base.replace(budget_tokens=b, schedule_tokens=b, **changes)
+                else base.replace(budget_tokens=b, **changes,
+                                  schedule_tokens=b if self.schedule == "compressed" else full)
                 for b in self.budgets(corpus)]
 
 

@@ -133,3 +133,20 @@ def test_the_shipped_ptb_ladder_config_is_todays_settings_plus_a_ladder():
     scales = table.pop("probe")
     assert scales == [1.0, 0.5, 0.25, 0.125]
     assert Ladder(**table) == Ladder("zaremba-small", rung0_tokens=DEFAULT_RUNG0_TOKENS)
+
+
+def test_prefix_rungs_are_the_first_tokens_of_the_full_run(tmp_path):
+    ladder = Ladder("synthetic-small", rungs=3, schedule="prefix")
+    corpus = load_corpus("synthetic")
+    configs = ladder.configs("LSTM", corpus)
+    assert configs[-1] == Ladder("synthetic-small", rungs=3).configs("LSTM", corpus)[-1]
+    results = [train_rung("LSTM", ladder, rung, None, 0, tmp_path) for rung in range(3)]
+    # a prefix rung is a budget run of the preset (the full run's schedule, cut short) ...
+    alone = train_cell("LSTM", TrainConfig.preset("synthetic-small", budget_tokens=79_978))
+    assert (results[1].val_ppl, results[1].test_ppl) == (alone.val_ppl, alone.test_ppl)
+    assert {e["lr"] for e in results[1].curve} == {1.0}  # before the full run's decay onset
+    # ... and each promotion continued the rung below at its end, to the full run's result
+    full = train_cell("LSTM", TrainConfig.preset("synthetic-small"))
+    assert (results[2].val_ppl, results[2].test_ppl) == (full.val_ppl, full.test_ppl)
+    with pytest.raises(ValueError, match="schedule must be one of compressed, prefix"):
+        Ladder("synthetic-small", schedule="cosine")
