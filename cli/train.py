@@ -12,6 +12,7 @@ import click
 from cellzoo.cli.defaults import default
 from cellzoo.common.errors import UserError
 from cellzoo.common.paths import check_writable_dir
+from cellzoo.dsl.canonical import canonical_text
 from cellzoo.dsl.library import LIBRARY, resolve_cell
 from cellzoo.dsl.parse import DSLError
 from cellzoo.train.checkpoint import CheckpointError
@@ -114,7 +115,7 @@ def train(cell: str | None, task: str | None, preset: str | None, data_dir: str 
     with _open_zoo(zoo_path, lock_timeout) as zoo:
         with progress_reporter() as report:
             result = _run(node, config, data_dir, report, checkpoint_dir)
-        lineage = {"origin": "library" if _is_library_name(cell) else "manual"}
+        lineage = {"origin": _origin(cell, node, resumed=resume_dir is not None)}
         _store(zoo, result, lineage, saved, as_json)
     _exit_if_failed(result)
 
@@ -187,8 +188,13 @@ def _run(node, config: TrainConfig, data_dir: str | None, report, checkpoint_dir
         raise UserError(str(err)) from None
 
 
-def _is_library_name(cell: str) -> bool:
-    return cell.strip().lower() in {name.lower() for name in LIBRARY}
+def _origin(cell: str, node, resumed: bool) -> str:
+    """"library" for a cell given by its library name (a resumed run's checkpoint holds only
+    the text: there, a cell equal to a library cell), else "manual"."""
+    if resumed:
+        library = {canonical_text(resolve_cell(c.expr)) for c in LIBRARY.values()}
+        return "library" if canonical_text(node) in library else "manual"
+    return "library" if cell.strip().lower() in {n.lower() for n in LIBRARY} else "manual"
 
 
 def _open_zoo(zoo_path: str, lock_timeout: float):

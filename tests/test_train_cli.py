@@ -160,3 +160,18 @@ def test_a_result_that_cannot_be_saved_is_still_stored(run, tmp_path, monkeypatc
     with Zoo.open(tmp_path / "z.h5") as zoo:
         assert zoo.has_run(data["hash"], data["config_key"])
     assert not saved.exists()
+
+
+def test_a_resumed_library_cell_is_stored_as_library(run, tmp_path):
+    from cellzoo.zoo import Zoo
+
+    first = run("train", "GRU", *TINY, "--checkpoint", str(tmp_path / "ck"))
+    assert first.exit_code == 0, first.output
+    for cell, zoo in ((["--resume", str(tmp_path / "ck")], "a.h5"),
+                      (["Tanh(Add(MM(x), MM(h)))", *TINY], "b.h5")):
+        stored = run("train", *cell, "--zoo", str(tmp_path / zoo))
+        assert stored.exit_code == 0, stored.output
+    with Zoo.open(tmp_path / "a.h5") as a, Zoo.open(tmp_path / "b.h5") as b:
+        # the checkpoint holds only the text; the text of a library cell is the library's
+        assert [r.origin for r in a.runs()] == ["library"]
+        assert [r.origin for r in b.runs()] == ["manual"]  # typed as text, not resumed
