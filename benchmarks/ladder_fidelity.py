@@ -328,7 +328,7 @@ def main() -> None:
     parser.add_argument("--rungs", type=int, default=None)
     parser.add_argument("--rung0-tokens", type=int, default=None)
     parser.add_argument("--top-tokens", type=int, default=None)
-    parser.add_argument("--schedule", choices=SCHEDULES, default="compressed",
+    parser.add_argument("--schedule", choices=SCHEDULES, default=SCHEDULES[0],
                         help="the rungs' learning-rate schedule (a separate --out per schedule)")
     parser.add_argument("--max-rung", type=int, default=None, help="stop after this rung")
     parser.add_argument("--no-proxy", action="store_true", help="skip the 20k-token proxy runs")

@@ -98,8 +98,8 @@ def _default(name: str) -> str:
 @click.option("--top-tokens", type=int, default=None,
               help="Ladder top rung's budget (default and at most: the preset's full run).")
 @click.option("--ladder-schedule", type=click.Choice(SCHEDULES), default=None,
-              help="A rung's learning-rate schedule: the preset's compressed into its budget "
-                   "(default), or the full run's (prefix: its first tokens).")
+              help="A rung's learning-rate schedule: the full run's (prefix: a rung is its "
+                   "first tokens; default), or the preset's compressed into the rung's budget.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               default=None, help="TOML file of defaults (options given here override it).")
 @click.option("--resume", is_flag=True,

@@ -27,7 +27,7 @@ RESUMABLE = ("evaluations", "executor", "workers", "data_dir")
 #: a ``[ladder]`` table's keys and defaults (`Ladder`'s fields, and the probe's rate scales)
 LADDER_DEFAULTS: dict[str, Any] = {"preset": None, "eta": 3, "rungs": None,
                                    "rung0_tokens": None, "top_tokens": None,
-                                   "reference": "LSTM", "schedule": "compressed",
+                                   "reference": "LSTM", "schedule": "prefix",
                                    "probe": list(SCALES)}
 #: settings the ladder's preset fixes: refused under a ladder
 LADDER_FIXES = ("hidden", "budget_tokens", "train")

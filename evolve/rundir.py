@@ -76,10 +76,14 @@ class RunDir:
         write_json_atomic(self.path / CONFIG_NAME, config.to_dict())
 
     def config(self) -> SearchConfig:
-        """The stored configuration; ValueError (or OSError) saying why when unreadable."""
+        """The stored configuration; ValueError (or OSError) saying why when unreadable. A
+        ladder stored before rungs had a ``schedule`` ran the compressed one."""
         path = self.path / CONFIG_NAME
         try:
-            return SearchConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data.get("ladder"), dict):
+                data["ladder"].setdefault("schedule", "compressed")
+            return SearchConfig.from_dict(data)
         except TypeError as err:
             raise ValueError(f"{path}: not a search configuration ({err})") from None
 

@@ -30,7 +30,10 @@ def test_rung_configs_share_the_recipe_and_the_top_rung_is_the_preset():
     preset = TrainConfig.preset("synthetic-small")
     configs = ladder.configs("LSTM", SYNTH)
     assert [c.budget_tokens for c in configs] == [26_659, 79_978, None]
-    assert [c.schedule_tokens for c in configs] == [26_659, 79_978, None]
+    assert [c.schedule_tokens for c in configs] == [239_936, 239_936, None]  # the full run's
+    compressed = Ladder("synthetic-small", rungs=3, schedule="compressed").configs("LSTM", SYNTH)
+    assert [c.schedule_tokens for c in compressed] == [26_659, 79_978, None]
+    assert compressed[-1] == configs[-1]
     assert configs[-1] == preset and configs[-1].key() == preset.key()
     same = {k: v for k, v in preset.to_dict().items()
             if k not in ("budget_tokens", "schedule_tokens")}
@@ -57,11 +60,14 @@ def test_rung0_tokens_picks_the_nearest_rung_count_and_top_tokens_shortens():
     assert len(Ladder("synthetic-small", rung0_tokens=9_000).budgets(SYNTH)) == 4
     short = Ladder("synthetic-small", rungs=2, top_tokens=30_000)
     assert short.budgets(SYNTH) == [10_000, 30_000]
+    assert short.configs("LSTM", SYNTH)[-1].schedule_tokens == 239_936
+    short = Ladder("synthetic-small", rungs=2, top_tokens=30_000, schedule="compressed")
     assert short.configs("LSTM", SYNTH)[-1].schedule_tokens == 30_000
 
 
 def test_promotion_continues_exactly_and_the_top_rung_is_the_preset_run(tmp_path):
-    ladder = Ladder("synthetic-small", rungs=3)  # 26,659, 79,978 and 239,936 tokens
+    # 26,659, 79,978 and 239,936 tokens, each rung decaying early
+    ladder = Ladder("synthetic-small", rungs=3, schedule="compressed")
     results, first_tokens = [], []
     for rung in range(3):
         tokens = []
@@ -136,7 +142,8 @@ def test_the_shipped_ptb_ladder_config_is_todays_settings_plus_a_ladder():
 
 
 def test_prefix_rungs_are_the_first_tokens_of_the_full_run(tmp_path):
-    ladder = Ladder("synthetic-small", rungs=3, schedule="prefix")
+    ladder = Ladder("synthetic-small", rungs=3)  # the default schedule
+    assert ladder.schedule == "prefix"
     corpus = load_corpus("synthetic")
     configs = ladder.configs("LSTM", corpus)
     assert configs[-1] == Ladder("synthetic-small", rungs=3).configs("LSTM", corpus)[-1]
@@ -148,5 +155,5 @@ def test_prefix_rungs_are_the_first_tokens_of_the_full_run(tmp_path):
     # ... and each promotion continued the rung below at its end, to the full run's result
     full = train_cell("LSTM", TrainConfig.preset("synthetic-small"))
     assert (results[2].val_ppl, results[2].test_ppl) == (full.val_ppl, full.test_ppl)
-    with pytest.raises(ValueError, match="schedule must be one of compressed, prefix"):
+    with pytest.raises(ValueError, match="schedule must be one of prefix, compressed"):
         Ladder("synthetic-small", schedule="cosine")

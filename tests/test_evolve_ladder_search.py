@@ -267,13 +267,14 @@ def test_ladder_tables_are_checked():
     assert config.ladder["eta"] == 2 and config.ladder["reference"] == "LSTM"
     with pytest.raises(ConfigError, match="only evaluations"):
         for_resume(config, {}, {"ladder": {"eta": 3}})
-    assert config.ladder["schedule"] == "compressed"
+    assert config.ladder["schedule"] == "prefix"
     with pytest.raises(ConfigError, match="only evaluations"):
-        for_resume(config, {}, {"ladder": {"schedule": "prefix"}})
+        for_resume(config, {}, {"ladder": {"schedule": "compressed"}})
     with pytest.raises(ConfigError, match="schedule must be one of"):
         SearchConfig(ladder={"preset": "synthetic-small", "schedule": "cosine"})
-    prefix = resolve({}, {"ladder": {"preset": "synthetic-small", "schedule": "prefix"}})
-    assert prefix.make_ladder().schedule == "prefix"
+    compressed = resolve({}, {"ladder": {"preset": "synthetic-small",
+                                         "schedule": "compressed"}})
+    assert compressed.make_ladder().schedule == "compressed"
 
 
 def test_a_higher_rung_ranks_above_any_lower_one_and_diverged_below_all():

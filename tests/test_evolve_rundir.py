@@ -61,3 +61,13 @@ def test_cut_logs_keeps_what_the_checkpoint_covers(tmp_path):
     files.cut_logs(2)
     assert files.evaluations() == [{"n": 0}, {"n": 1}]
     assert (tmp_path / RANKER_LOG).read_text().splitlines() == ['{"n": 0}', '{"n": 1}']
+
+
+def test_a_ladder_stored_before_schedules_reads_back_as_compressed(tmp_path):
+    config = SearchConfig(ladder={"preset": "synthetic-small", "rungs": 2})
+    assert config.ladder["schedule"] == "prefix"  # today's default
+    RunDir(tmp_path).write_config(config)
+    stored = json.loads((tmp_path / "config.json").read_text())
+    del stored["ladder"]["schedule"]  # as a search of an older version wrote it
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    assert RunDir(tmp_path).config().make_ladder().schedule == "compressed"
