@@ -315,6 +315,24 @@ def print_table(rows: list[dict]) -> None:
               f"{num(r, 'rho_next')} ({r.get('n_next', 0)}) |")
 
 
+def same_ladder(out: Path, ladder: dict[str, Any]) -> str | None:
+    """Why ``out`` holds the journal of another ladder (None: it is this one's, or new). A
+    journal older than ``OUT/ladder.json`` was written on compressed rungs."""
+    path, journal = out / "ladder.json", out / "results.jsonl"
+    if path.is_file():
+        stored = json.loads(path.read_text())
+    elif journal.is_file():
+        stored = ladder | {"schedule": "compressed"}
+    else:
+        stored = ladder
+    if stored != ladder:
+        changed = ", ".join(f"{k} {stored.get(k)!r} there, {v!r} here"
+                            for k, v in ladder.items() if stored.get(k) != v)
+        return f"{out} holds the journal of another ladder ({changed}); use another --out"
+    path.write_text(json.dumps(ladder) + "\n")
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", choices=sorted(PRESETS), default="ptb")
@@ -344,6 +362,10 @@ def main() -> None:
     except ValueError as err:
         parser.error(str(err))
     args.out.mkdir(parents=True, exist_ok=True)
+    mismatch = same_ladder(args.out, {"preset": ladder.preset, "schedule": ladder.schedule,
+                                      "budgets": budgets, "train_seed": args.train_seed})
+    if mismatch:
+        parser.error(mismatch)
     journal = Journal(args.out / "results.jsonl")
     cells = fidelity_cells(args.cells, args.seed)
     print(f"ladder {ladder.preset}: rungs of {budgets} tokens; {len(cells)} cells", flush=True)

@@ -92,3 +92,13 @@ def test_a_probe_of_the_older_rule_is_probed_again_and_keeps_its_runs_if_its_rat
     assert "rung 1 " not in out  # same rate: its rung-1 run still counts
     again = [json.loads(line) for line in path.read_text().splitlines()][-1]
     assert again["kind"] == "probe" and len(again["outcomes"]) == 2
+
+
+def test_a_journal_of_another_ladder_is_refused(tmp_path):
+    (tmp_path / "results.jsonl").write_text("")  # a journal older than ladder.json: compressed
+    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), *TINY],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert ("holds the journal of another ladder (schedule 'compressed' there, 'prefix' here)"
+            in done.stderr)
+    assert not (tmp_path / "ladder.json").exists()
