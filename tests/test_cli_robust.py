@@ -136,6 +136,7 @@ def test_a_run_that_cannot_be_stored_is_saved_and_added_later(tmp_path):
     if proc.returncode == 99:
         pytest.skip("cannot mount a tmpfs here")
     assert_user_error(proc, "could not be stored", str(saved), "cellzoo zoo add")
+    assert "No space left on device" in proc.stderr and "not an HDF5 file" not in proc.stderr
     printed = json.loads(proc.stdout)
     assert printed["status"] == "ok"
     zoo = tmp_path / "z.h5"

@@ -44,6 +44,8 @@ def open_file(path: Path, mode: str = "r", kind: str = "zoo") -> Iterator[h5py.F
     except PermissionError as err:
         raise ZooError(f"cannot open {kind} file {path}: {err.strerror}") from None
     except OSError as err:
+        if mode == "w":  # creating it failed: no space, say, not a damaged file
+            raise ZooError(f"cannot create {kind} file {path}: {err}") from None
         raise ZooError(_open_failure(path, kind, err)) from None
     try:
         if mode == "r":

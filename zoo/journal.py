@@ -47,10 +47,14 @@ class Journal:
         self.dir.mkdir(exist_ok=True)
         final = self.dir / f"{seq:09d}-{run.run_id}.h5"
         tmp = final.with_name(final.name + ".tmp")
-        with h5file.open_file(tmp, "w") as f:
-            h5file.init_file(f)
-            h5file.write_run(f, run, cell, curve, state_dict)
-        publish(tmp, final)
+        try:
+            with h5file.open_file(tmp, "w") as f:
+                h5file.init_file(f)
+                h5file.write_run(f, run, cell, curve, state_dict)
+            publish(tmp, final)
+        except (OSError, ZooError) as err:  # a full disk, mostly: say so, leave no part behind
+            tmp.unlink(missing_ok=True)
+            raise ZooError(f"cannot write the run to {final}: {err}") from None
         return final
 
     def next_seq(self) -> int:
