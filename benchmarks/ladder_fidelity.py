@@ -42,6 +42,7 @@ import argparse
 import json
 import math
 import shutil
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -208,13 +209,12 @@ def stored_run(expr: str, ladder: Ladder, rung: int, rate: float,
     """The journal record of ``expr``'s run at ``rung`` found in a ``--zoo`` file, if any."""
     config = ladder.configs(expr, load_corpus(ladder.base.task, args.data), rate,
                             args.train_seed)[rung]
-    for path in args.zoo:
-        with Zoo.open(path) as zoo:
-            run = zoo.find_run(cell_hash(expr), config.key())
+    for zoo in args.zoos:
+        run = zoo.find_run(cell_hash(expr), config.key())
         if run is not None:
             fields = ("status", "val_ppl", "test_ppl", "seconds", "tokens_trained", "device")
             return {"kind": "rung", "hash": run.hash, "expr": expr, "rung": rung, "lr": rate,
-                    "zoo": str(path), "run_id": run.run_id,
+                    "zoo": str(zoo.path), "run_id": run.run_id,
                     "result": json_safe({f: getattr(run, f) for f in fields})}
     return None
 
@@ -374,9 +374,11 @@ def main() -> None:
         run_probe(expr, ladder, args, journal)
         if not args.no_proxy:
             run_proxy(expr, args, journal)
-    for rung in range(1, len(budgets)):  # above --max-rung: only runs found in --zoo
-        for expr in cells:
-            run_rung(expr, rung, ladder, args, journal, train=rung <= last)
+    with ExitStack() as stack:  # the --zoo files, opened once for every lookup
+        args.zoos = [stack.enter_context(Zoo.open(path)) for path in args.zoo]
+        for rung in range(1, len(budgets)):  # above --max-rung: only runs found in --zoo
+            for expr in cells:
+                run_rung(expr, rung, ladder, args, journal, train=rung <= last)
     rows = summary(cells, budgets, journal)
     (args.out / "summary.json").write_text(json.dumps(rows, indent=1) + "\n")
     print_table(rows)

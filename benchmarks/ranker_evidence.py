@@ -34,7 +34,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from cellzoo.ranker.evaluate import nbnlp_examples
-from cellzoo.ranker.fit import Ranker, RankerConfig
+from cellzoo.ranker.fit import Examples, Ranker, RankerConfig
 from cellzoo.ranker.metrics import rank_metrics
 from cellzoo.ranker.nbnlp import NBRun, load_runs
 
@@ -66,9 +66,11 @@ def blend_weight(arch: np.ndarray, early: np.ndarray, log_test: np.ndarray) -> f
     return float(WEIGHTS[int(np.argmax(scores))])
 
 
-def one_seed(runs: list[NBRun], seed: int, args: argparse.Namespace) -> dict:
-    data, log_test = nbnlp_examples(runs)
-    order = np.random.default_rng(seed).permutation(len(runs))
+def one_seed(data: Examples, log_test: np.ndarray, early: dict[int, np.ndarray], seed: int,
+             args: argparse.Namespace) -> dict:
+    """One split: the ranker, then each early epoch's ranking and blend (``early``: epoch ->
+    every run's early log loss)."""
+    order = np.random.default_rng(seed).permutation(len(log_test))
     fit_size = args.train_size - args.combine_size
     fit, combine = order[:fit_size], order[fit_size:args.train_size]
     test = order[args.train_size:args.train_size + args.test_size]
@@ -82,11 +84,10 @@ def one_seed(runs: list[NBRun], seed: int, args: argparse.Namespace) -> dict:
     row = {"seed": seed, "fit_cells": len(fit), "combine_cells": len(combine),
            "test_cells": len(test), "ranker_seconds": seconds,
            "arch": taus(arch["test"], log_test[test])}
-    for epoch in args.epochs:
-        early = early_log_loss(runs, epoch)
-        w = blend_weight(arch["combine"], early[combine], log_test[combine])
-        pred = (1 - w) * quantiles(arch["test"]) + w * quantiles(early[test])
-        row[f"epoch{epoch}"] = {"early": taus(early[test], log_test[test]),
+    for epoch, loss in early.items():
+        w = blend_weight(arch["combine"], loss[combine], log_test[combine])
+        pred = (1 - w) * quantiles(arch["test"]) + w * quantiles(loss[test])
+        row[f"epoch{epoch}"] = {"early": taus(loss[test], log_test[test]),
                                 "both": taus(pred, log_test[test]), "weight": w}
     return row
 
@@ -119,9 +120,11 @@ def main() -> None:
     runs = load_runs(args.data)
     if args.train_size + args.test_size > len(runs):
         parser.error(f"--train-size + --test-size exceed the {len(runs)} runs")
+    data, log_test = nbnlp_examples(runs)
+    early = {epoch: early_log_loss(runs, epoch) for epoch in args.epochs}
     rows = []
     for seed in range(args.seeds):
-        rows.append(one_seed(runs, seed, args))
+        rows.append(one_seed(data, log_test, early, seed, args))
         if not args.json:
             print(json.dumps(rows[-1]), flush=True)
     table = mean_table(rows, args.epochs)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from search_vs_random import curves
+from search_vs_random import curves, search_arguments, search_base
 
 from cellzoo.cli.evolve import make_ranker
 from cellzoo.evolve.config import SearchConfig
@@ -63,24 +63,12 @@ def log_summary(run_dir: Path, first: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--task", default="synthetic")
-    parser.add_argument("--evaluations", type=int, default=60)
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--population", type=int, default=SearchConfig.population)
-    parser.add_argument("--hidden", type=int, default=None, help="proxy width (default: task's)")
-    parser.add_argument("--budget-tokens", type=int, default=None,
-                        help="proxy training tokens (default: the task's)")
+    search_arguments(parser, evaluations=60, seeds=2, population=SearchConfig.population,
+                     out="bench-ranker-live", every=10)
     parser.add_argument("--first", type=int, default=3, help="rounds counted as early")
-    parser.add_argument("--out", default="bench-ranker-live", help="folder for zoos and runs")
-    parser.add_argument("--every", type=int, default=10, help="rows of the best-so-far table")
-    parser.add_argument("--json", dest="json_out", default=None, help="write results here")
     args = parser.parse_args()
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    base = SearchConfig(task=args.task, evaluations=args.evaluations,
-                        population=args.population, hidden=args.hidden,
-                        budget_tokens=args.budget_tokens)
+    out, base = search_base(args)
     print(f"task {args.task}, {args.evaluations} trainings per run, population "
           f"{args.population}, seeds 0..{args.seeds - 1}, proxy {base.train_config().key()}",
           flush=True)

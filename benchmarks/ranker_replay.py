@@ -48,8 +48,8 @@ def replay(run_dir: RunDir, prior: str) -> list[dict]:
         row = {"round": rnd, "fitted_on": len(seen), "n": len(cands),
                "true": [r["true_log_ppl"] for r in cands],
                "live": [r["predicted"] for r in cands]}
+        ok = sum(s == "ok" and v is not None and math.isfinite(v) for _, v, s, _ in seen)
         for arm, path in (("prior", prior_path(prior)), ("cold", None)):
-            ok = sum(s == "ok" and v is not None and math.isfinite(v) for _, v, s, _ in seen)
             if path is None and ok < MIN_RANKER_RUNS:
                 continue  # the search's cold ranker would not be fitted yet
             ranker = from_prior(path, task=task).fit(seen)

@@ -91,27 +91,41 @@ def compare(frames: dict[str, pd.DataFrame], evaluations: int) -> dict[str, dict
     return summary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def search_arguments(parser: argparse.ArgumentParser, evaluations: int, seeds: int,
+                     population: int, out: str, every: int) -> None:
+    """The options every search benchmark takes (task, budget, seeds, proxy, outputs), with
+    the benchmark's own defaults."""
     parser.add_argument("--task", default="synthetic")
-    parser.add_argument("--evaluations", type=int, default=40)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--arms", default="random,evolution,evolution+library")
-    parser.add_argument("--population", type=int, default=10)
-    parser.add_argument("--sample", type=int, default=3)
-    parser.add_argument("--hidden", type=int, default=None)
-    parser.add_argument("--budget-tokens", type=int, default=None)
-    parser.add_argument("--ops", default="core")
-    parser.add_argument("--out", default="bench-search", help="folder for zoos and run dirs")
-    parser.add_argument("--every", type=int, default=5, help="rows of the printed curve table")
+    parser.add_argument("--evaluations", type=int, default=evaluations)
+    parser.add_argument("--seeds", type=int, default=seeds)
+    parser.add_argument("--population", type=int, default=population)
+    parser.add_argument("--hidden", type=int, default=None, help="proxy width (default: task's)")
+    parser.add_argument("--budget-tokens", type=int, default=None,
+                        help="proxy training tokens (default: the task's)")
+    parser.add_argument("--out", default=out, help="folder for zoos and run dirs")
+    parser.add_argument("--every", type=int, default=every, help="rows of the printed table")
     parser.add_argument("--json", dest="json_out", default=None, help="write results here")
-    args = parser.parse_args()
 
+
+def search_base(args: argparse.Namespace, **settings) -> tuple[Path, SearchConfig]:
+    """The output folder (created) and the arms' shared search settings from those options."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    base = SearchConfig(task=args.task, evaluations=args.evaluations, population=args.population,
-                        sample=args.sample, hidden=args.hidden, budget_tokens=args.budget_tokens,
-                        ops=args.ops)
+    return out, SearchConfig(task=args.task, evaluations=args.evaluations,
+                             population=args.population, hidden=args.hidden,
+                             budget_tokens=args.budget_tokens, **settings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    search_arguments(parser, evaluations=40, seeds=3, population=10, out="bench-search",
+                     every=5)
+    parser.add_argument("--arms", default="random,evolution,evolution+library")
+    parser.add_argument("--sample", type=int, default=3)
+    parser.add_argument("--ops", default="core")
+    args = parser.parse_args()
+
+    out, base = search_base(args, sample=args.sample, ops=args.ops)
     arms = [a.strip() for a in args.arms.split(",")]
     unknown = [a for a in arms if a not in ARMS]
     if unknown or "random" not in arms:
