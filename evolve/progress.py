@@ -6,7 +6,13 @@ its validation perplexity and the best validation perplexity of that run so far,
 run's kind of search (its "arm": strategy plus plug-ins, e.g. aging+ranker+controller).
 Results reused from the zoo cost no training and are left out. A ladder search's rows
 are its rung results: each has its ``rung``, and the best so far is per rung (a rung's
-perplexities are never compared with another's); the plot draws one best curve per rung.
+perplexities are never compared with another's). Its trainings are placed by ``cells``,
+the rung-0 cells (new candidates) trained so far: the budget two ladder searches are
+compared at, and where each promotion happened. A proxy search trains every candidate
+once, so there ``cells`` is the training number ``n``.
+
+The plot has one panel per rung (one panel for a proxy search) over ``cells``, and in
+each one best-so-far line per kind of search (`best_curves`).
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from cellzoo.evolve.rundir import EVALUATIONS_LOG, RunDir
 #: a point this many times the median of the plot's perplexities is an outlier
 OUTLIER = 10
 
-COLUMNS = ["run", "arm", "n", "rung", "val_ppl", "status", "origin", "best_so_far", "hash",
-           "expr"]
+COLUMNS = ["run", "arm", "n", "cells", "rung", "val_ppl", "status", "origin", "best_so_far",
+           "lr", "seconds", "run_id", "hash", "expr"]
+#: columns `progress_frame` computes (the others are the evaluations log's)
+DERIVED = ("run", "arm", "n", "cells", "best_so_far")
 
 
 class ProgressDataError(UserError, ValueError):
@@ -33,8 +41,10 @@ class ProgressDataError(UserError, ValueError):
 
 def progress_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     """One row per trained candidate: run name, kind of search (``arm``), training number
-    ``n`` (1-based), ladder ``rung`` (0 for a proxy search), its val_ppl (nan unless ok),
-    status, origin, and the run's ``best_so_far`` val_ppl at that rung."""
+    ``n`` (1-based), ``cells`` (rung-0 trainings so far, this one included), ladder ``rung``
+    (0 for a proxy search), its val_ppl (nan unless ok), status, origin, the run's
+    ``best_so_far`` val_ppl at that rung (nan before its first ok result there), and from
+    the log: the cell's probed ``lr`` (ladder searches), ``seconds``, ``run_id``, hash, expr."""
     frames = []
     for label, run_dir in zip(_labels(run_dirs), run_dirs, strict=True):
         files = RunDir(run_dir)
@@ -42,15 +52,17 @@ def progress_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
             raise ProgressDataError(f"{run_dir} is not a search run directory (no "
                                     f"{EVALUATIONS_LOG}; make one with `cellzoo evolve`)")
         rows = [r for r in files.evaluations() if not r.get("reused")]
-        frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("run", "arm", "n",
-                                                                           "best_so_far")])
+        frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in DERIVED])
         frame["rung"] = frame["rung"].fillna(0).astype(int)
-        frame["val_ppl"] = pd.to_numeric(frame["val_ppl"], errors="coerce").astype(float)
+        for column in ("val_ppl", "lr", "seconds"):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
         frame.loc[frame["status"] != "ok", "val_ppl"] = np.nan
         frame.insert(0, "run", label)
         frame.insert(1, "arm", _kind(files))
         frame.insert(2, "n", np.arange(1, len(frame) + 1))
-        frame["best_so_far"] = frame.groupby("rung")["val_ppl"].cummin()
+        frame.insert(3, "cells", (frame["rung"] == 0).cumsum())
+        best = frame.groupby("rung")["val_ppl"].cummin()  # nan at a diverged training ...
+        frame["best_so_far"] = best.groupby(frame["rung"]).ffill()  # ... keeps the best
         frames.append(frame[COLUMNS])
     if not frames:
         return pd.DataFrame(columns=COLUMNS)
@@ -72,13 +84,29 @@ def _labels(run_dirs: Sequence[str | Path]) -> list[str]:
             for d, name in zip(run_dirs, names, strict=True)]
 
 
+def best_curves(frame: pd.DataFrame) -> pd.DataFrame:
+    """One best-so-far series per run and rung over ``cells``: for every count of rung-0
+    cells from the rung's first ok result to the run's last, the best val_ppl at that rung
+    after those trainings (columns run, arm, rung, cells, best_so_far). Each series is
+    monotone, and runs of one kind share their ``cells`` values, so they can be averaged."""
+    parts = []
+    for (run, rung), part in frame.groupby(["run", "rung"], sort=False):
+        grid = pd.RangeIndex(1, frame.loc[frame["run"] == run, "cells"].max() + 1, name="cells")
+        best = part.groupby("cells")["best_so_far"].last().reindex(grid).ffill().dropna()
+        parts.append(pd.DataFrame({"run": run, "arm": part["arm"].iloc[0], "rung": rung,
+                                   "cells": best.index, "best_so_far": best.to_numpy()}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["run", "arm", "rung", "cells", "best_so_far"])
+
+
 def draw_progress(frame: pd.DataFrame, out: str | Path, title: str | None = None) -> Path:
     """Every evaluation as a point (by origin), the best-so-far curve (mean and a band of
     one standard deviation over runs when several are given); PNG at ``out``.
 
     With several kinds of search (``arm``) there is one curve per kind (dash style),
     averaged over the runs of that kind, so that a search and random search are drawn side
-    by side instead of averaged together."""
+    by side instead of averaged together. A ladder search gets one panel per rung over the
+    rung-0 cells trained, each with its own perplexity axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,34 +115,71 @@ def draw_progress(frame: pd.DataFrame, out: str | Path, title: str | None = None
     import seaborn as sns
 
     sns.set_theme(style="whitegrid")
-    fig, ax = plt.subplots(figsize=(8, 5))
-    ok = frame[frame["val_ppl"].notna()]
-    sns.scatterplot(data=ok, x="n", y="val_ppl", hue="origin", style="run" if
-                    frame["run"].nunique() > 1 else None, alpha=0.6, s=28, ax=ax)
-    runs = frame["run"].nunique()
-    best = frame[frame["best_so_far"].notna()]
-    arms = list(dict.fromkeys(frame["arm"]))
-    line = ({"style": "arm"} if len(arms) > 1 else {"style": "rung"} if
-            frame["rung"].nunique() > 1 else
-            {"label": "best so far" + (f" (mean ± sd of {runs} runs)" if runs > 1 else "")})
-    sns.lineplot(data=best, x="n", y="best_so_far", color="black", ax=ax,
-                 errorbar="sd" if runs > 1 else None, drawstyle="steps-post", **line)
+    rungs = sorted(frame["rung"].unique())
+    ladder = len(rungs) > 1
+    fig, axes = plt.subplots(len(rungs), 1, figsize=(10, 1.5 + 3.2 * len(rungs)) if ladder
+                             else (8, 5), sharex=True, squeeze=False)
+    curves = best_curves(frame)
+    for i, (ax, rung) in enumerate(zip(axes[:, 0], rungs, strict=True)):
+        _draw_rung(ax, frame, curves, rung, ladder, legend=i == 0)
+    axes[-1, 0].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     bad = int((frame["status"] != "ok").sum())
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 3, 5)))
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    _clip_outliers(ax, ok["val_ppl"])
-    ax.set_xlabel("trained candidates")
-    ax.set_ylabel("validation perplexity")
-    ax.set_title(title or f"{' vs '.join(arms)}: {len(frame)} trained, {bad} diverged or failed")
-    ax.legend(fontsize=8, loc="upper right")
+    arms = " vs ".join(dict.fromkeys(frame["arm"]))
+    if ladder:
+        axes[-1, 0].set_xlabel("rung-0 cells trained (new candidates)")
+        axes[0, 0].set_title(title or f"{arms}\n{frame['cells'].max()} new cells, {len(frame)} "
+                                      f"trainings, {bad} diverged or failed")
+    else:
+        axes[0, 0].set_xlabel("trained candidates")
+        axes[0, 0].set_title(title or f"{arms}: {len(frame)} trained, {bad} diverged or failed")
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def _draw_rung(ax, frame: pd.DataFrame, curves: pd.DataFrame, rung: int, ladder: bool,
+               legend: bool) -> None:
+    """One rung's panel: its points and one best-so-far line per kind of search. Colours and
+    markers come from the whole frame, so every panel uses the same ones."""
+    import seaborn as sns
+
+    runs, arms = list(dict.fromkeys(frame["run"])), list(dict.fromkeys(frame["arm"]))
+    ok = frame[frame["val_ppl"].notna() & (frame["rung"] == rung)]
+    best = curves[curves["rung"] == rung]
+    sns.scatterplot(data=ok, x="cells", y="val_ppl", hue="origin",
+                    hue_order=list(dict.fromkeys(frame["origin"])),
+                    style="run" if len(runs) > 1 else None, style_order=runs, alpha=0.6, s=28,
+                    ax=ax, legend=legend)
+    line = ({"style": "arm", "style_order": arms} if len(arms) > 1 else
+            {"label": "best so far" + (f" (mean ± sd of {len(runs)} runs)" if len(runs) > 1
+                                       else "")})
+    if not best.empty:
+        sns.lineplot(data=best, x="cells", y="best_so_far", color="black", ax=ax,
+                     errorbar="sd" if len(runs) > 1 else None, drawstyle="steps-post",
+                     legend=legend, **line)
+    ax.set_yscale("log")
+    _clip_outliers(ax, ok["val_ppl"])
+    _log_ticks(ax)
+    ax.set_ylabel(f"rung {rung}: val ppl" if ladder else "validation perplexity")
+    if legend:  # a ladder's panels are short: its legend goes beside them
+        ax.legend(fontsize=8, **({"loc": "upper left", "bbox_to_anchor": (1.01, 1)} if ladder
+                                 else {"loc": "upper right"}))
+
+
+def _log_ticks(ax) -> None:
+    """Perplexity ticks at 1, 2, 3, 5 times powers of ten, or evenly spaced ones where fewer
+    than three of those fall on a narrow axis (a rung whose cells are close together)."""
+    import matplotlib.ticker
+
+    low, high = ax.get_ylim()
+    log = matplotlib.ticker.LogLocator(subs=(1, 2, 3, 5))
+    shown = [t for t in log.tick_values(low, high) if low <= t <= high]
+    ax.yaxis.set_major_locator(log if len(shown) >= 3 else matplotlib.ticker.MaxNLocator(5))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def _clip_outliers(ax, values: pd.Series) -> None:
@@ -125,7 +190,8 @@ def _clip_outliers(ax, values: pd.Series) -> None:
         return
     limit = OUTLIER * values.median()
     shown, above = values[values <= limit], int((values > limit).sum())
-    ax.set_ylim(top=1.15 * shown.max())  # a margin: markers at the top are not cut in half
+    # a margin, so that markers at the edges are not cut in half
+    ax.set_ylim(shown.min() / 1.15, 1.15 * shown.max())
     if above:
         noun = "point" if above == 1 else "points"
         ax.annotate(f"{above} {noun} above {limit:,.0f} not shown", xy=(0.01, 0.99),
