@@ -1,62 +1,34 @@
 """`cellzoo report` on a real tiny synthetic search: a ranker-filtered aging search, a random
-search into the same zoo, and one longer training of the search's best cell."""
+search into the same zoo, and one longer training of the search's best cell; training
+labels; and two ladder searches of made-up results (progress per arm and rung, best cells).
+The report of a real ladder search is tested in test_evolve_ladder_search.py."""
 
 from __future__ import annotations
 
 import json
-from html.parser import HTMLParser
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
+from helpers import Page
 
 from cellzoo.analysis import ensemble as ens
 from cellzoo.cli import main
+from cellzoo.dsl.library import LIBRARY
 from cellzoo.evolve.config import SearchConfig
+from cellzoo.evolve.ladder import Ladder
+from cellzoo.evolve.progress import best_curves, draw_progress, progress_frame
+from cellzoo.evolve.rundir import RunDir
+from cellzoo.report.page import Options, write_report
+from cellzoo.train import TrainResult, load_corpus
+from cellzoo.train.model import build_model, count_params
 from cellzoo.zoo import Run, Zoo
 
 TINY = ["--task", "synthetic", "--hidden", "8", "--budget-tokens", "2000", "--population", "4",
         "--sample", "2"]
-
-
-class Page(HTMLParser):
-    """What the tests read from the page: references, ids, scripts and each table's cells."""
-
-    def __init__(self, text: str):
-        super().__init__()
-        self.refs: list[str] = []
-        self.ids: set[str] = set()
-        self.tags: set[str] = set()
-        self.tables: dict[str, list[list[str]]] = {}
-        self._table: list[list[str]] | None = None
-        self._cell: list[str] | None = None
-        self.feed(text)
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        self.tags.add(tag)
-        self.ids.update([attrs["id"]] if "id" in attrs else [])
-        self.refs += [attrs[k] for k in ("src", "href") if k in attrs]
-        if tag == "table":
-            self._table = self.tables.setdefault(attrs.get("id", f"table{len(self.tables)}"), [])
-        elif tag == "tr" and self._table is not None:
-            self._table.append([])
-        elif tag in ("td", "th"):
-            self._cell = []
-        elif tag == "br" and self._cell is not None:
-            self._cell.append("\n")
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None:
-            self._table[-1].append("".join(self._cell).strip())
-            self._cell = None
-        elif tag == "table":
-            self._table = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
 
 
 def _invoke(args: list[str]) -> str:
@@ -205,4 +177,150 @@ def test_training_labels_name_the_preset_a_retraining_follows():
     assert label(small) == "ptb 2×200, 13 epochs (zaremba-small)"
     retrained = small.replace(hidden=203, lr=0.25)
     assert label(retrained) == "ptb 2×203, 13 epochs (zaremba-small, lr 0.25)"
+    assert label(small.replace(seed=1)) == "ptb 2×200, 13 epochs (zaremba-small, seed 1)"
     assert label(TrainConfig.proxy("ptb")) == "ptb 1×128, 200,000 tokens"
+    # a ladder rung keeps the preset's 13 epochs: its label names its share of the full run
+    rung = small.replace(hidden=222, lr=0.5, budget_tokens=149188, schedule_tokens=12084280)
+    assert label(rung) == "ptb 2×222, 149,188 of 12,084,280 tokens (zaremba-small, lr 0.5)"
+    compressed = rung.replace(schedule_tokens=149188)
+    assert label(compressed) == ("ptb 2×222, 149,188 tokens, compressed schedule "
+                                 "(zaremba-small, lr 0.5)")
+    ladder = Ladder("synthetic-small", rungs=3, eta=2, top_tokens=36000)
+    full = ladder.full_tokens(load_corpus("synthetic"))
+    for config, tokens in zip(ladder.configs("LSTM", load_corpus("synthetic"), 0.5),
+                              (9000, 18000, 36000), strict=True):
+        assert f"{tokens:,} of {full:,} tokens (synthetic-small, lr 0.5)" in label(config)
+
+
+# ---- two ladder searches from made-up results (no training) ----------------------------
+
+#: (cell, rung, val_ppl or None for diverged, seconds) per training, in order. Cell e's
+#: rung-0 result is better than a's and h's rung-1 results, and d diverged at rung 1: the
+#: best-cells table ranks by the rung reached first.
+EVOLVED = [("a", 0, 20.0, 10), ("b", 0, 15.0, 20), ("b", 1, 12.0, 40), ("c", 0, None, 1),
+           ("d", 0, 14.0, 10), ("d", 1, None, 30), ("a", 1, 11.0, 30), ("b", 2, 9.0, 90),
+           ("e", 0, 10.0, 10)]
+RANDOM = [("f", 0, 30.0, 10), ("g", 0, None, 2), ("h", 0, 16.0, 10), ("h", 1, 14.0, 30),
+          ("i", 0, 25.0, 10)]
+LOGS = {"evolved": EVOLVED, "random": RANDOM}
+#: the ranking that table must show: rung 2, rung 1 and rung 0 by perplexity, then diverged
+RANKED = ["b", "a", "h", "e", "i", "f"]
+LADDER = {"preset": "synthetic-small", "rungs": 3, "eta": 2, "top_tokens": 36000}
+CELLS = dict(zip("abcdefghi", (LIBRARY[name].expr for name in LIBRARY), strict=False))
+
+
+def _ladder_run_dir(path: Path, strategy: str, log: list[tuple], zoo: Zoo) -> Path:
+    """A ladder search's run directory (configuration, checkpoint and log) whose results
+    are made up and stored in ``zoo`` as rung runs."""
+    files, config = RunDir(path), SearchConfig(strategy=strategy, ladder=LADDER)
+    files.write_config(config)
+    train = config.train_config()
+    files.save_checkpoint(1, {"config_key": train.key(), "train_config": train.to_dict()}, {})
+    ladder, corpus = config.make_ladder(), load_corpus("synthetic")
+    origin = "mutation" if strategy == "aging" else "random"
+    rows = []
+    for cell, rung, val, seconds in log:
+        status = "ok" if val else "diverged"
+        config = ladder.configs(CELLS[cell], corpus, 0.5)[rung]
+        model = build_model(CELLS[cell], corpus.vocab_size, config)  # untrained weights
+        result = TrainResult(CELLS[cell], "", status, val or math.nan, val or math.nan,
+                             count_params(model), 1.0, seconds, 0, [], "cpu", None, config,
+                             model.state_dict() if val else None)
+        run_id = zoo.add_run(result, {"origin": origin, "generation": 0, "parents": []})
+        rows.append({"hash": zoo.run(run_id).hash, "expr": CELLS[cell], "rung": rung,
+                     "reused": False, "status": status, "val_ppl": val, "origin": origin,
+                     "seconds": seconds, "lr": 0.5, "run_id": run_id})
+    (path / "evaluations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ladders(tmp_path_factory):
+    """Two ladder searches on one ladder (an evolution and random search), their zoo and
+    the report of both."""
+    tmp = tmp_path_factory.mktemp("ladders")
+    with Zoo.open(tmp / "zoo.h5", "a") as zoo:
+        dirs = [_ladder_run_dir(tmp / name, strategy, LOGS[name], zoo)
+                for name, strategy in (("evolved", "aging"), ("random", "random"))]
+        hashes = {r["expr"]: r["hash"] for d in dirs for r in RunDir(d).evaluations()}
+    summary = write_report(tmp / "zoo.h5", dirs, tmp / "page",
+                           Options(top=3, tokens=100, eval_tokens=300))
+    page = Page((tmp / "page" / "index.html").read_text(encoding="utf-8"))
+    return {"tmp": tmp, "dirs": dirs, "summary": summary, "page": page,
+            "hash": {cell: hashes[expr] for cell, expr in CELLS.items() if expr in hashes}}
+
+
+def _best(log: list[tuple], rung: int, cells: int = 10**6) -> float:
+    """The best ok val_ppl at ``rung`` among the trainings up to the ``cells``-th rung-0 one
+    (counted from the log itself, independently of `progress_frame`)."""
+    seen, best = 0, math.inf
+    for _, at, val, _ in log:
+        seen += at == 0
+        if seen > cells:
+            break
+        if at == rung and val is not None:
+            best = min(best, val)
+    return best
+
+
+def test_a_ladder_searchs_progress_has_one_monotone_line_per_arm_and_rung(ladders):
+    frame = progress_frame(ladders["dirs"])
+    assert list(frame.loc[frame["run"] == "evolved", "cells"]) == [1, 2, 2, 3, 4, 4, 4, 4, 5]
+    curves = best_curves(frame)
+    series = curves.groupby(["arm", "rung"]).size()
+    assert len(series) == 5  # rungs 0, 1, 2 of the search; 0 and 1 of random search
+    for (run, rung), part in curves.groupby(["run", "rung"]):
+        cells = list(part["cells"])
+        assert cells == list(range(cells[0], cells[-1] + 1))  # one point per rung-0 cell
+        assert part["best_so_far"].is_monotonic_decreasing
+        assert cells[-1] == frame.loc[frame["run"] == run, "cells"].max()
+        for n, best in zip(cells, part["best_so_far"], strict=True):
+            assert best == _best(LOGS[run], rung, n)
+    png = draw_progress(frame, ladders["tmp"] / "p.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_ladder_searchs_progress_table_compares_within_rungs(ladders):
+    page = ladders["page"]
+    assert ladders["summary"]["unavailable"]["progress"] is None
+    header, *rows = page.tables["progress-table"]
+    assert header[2] == "rung" and header[6] == "best val ppl"
+    budgets = Ladder(**LADDER).budgets(load_corpus("synthetic"))
+    for run, log in LOGS.items():
+        mine = [r for r in rows if r[0] == run]
+        for rung in sorted({at for _, at, _, _ in log}):
+            row = next(r for r in mine if r[2] == f"{rung} ({budgets[rung]:,} tokens)")
+            at = [t for t in log if t[1] == rung]
+            assert row[3] == str(len(at)) and row[4] == str(sum(v is None for _, _, v, _ in at))
+            assert row[6] == f"{_best(log, rung):,.2f}"
+            target = _best(RANDOM, rung)  # random's best at the same rung only
+            assert row[8] == (f"{target:,.2f}" if math.isfinite(target) else "–")
+        total = next(r for r in mine if r[2] == "all rungs")
+        assert total[3] == str(len(log))
+        assert total[5] == f"{sum(t[3] for t in log) / 3600:,.2f}"
+    reach = {r[2]: r[9] for r in rows if r[0] == "evolved"}
+    assert reach["0 (9,000 tokens)"] == "2"  # 15 <= 16 at its second cell
+    assert reach["1 (18,000 tokens)"] == "2"  # 12 <= 14, promoted after its second cell
+    assert reach["2 (36,000 tokens)"] == "–"  # random search has no rung-2 result
+    ladder = {r[0]: r[1:] for r in page.tables["ladder-config"][1:]}
+    full = Ladder(**LADDER).full_tokens(load_corpus("synthetic"))
+    assert ladder["rung 0"] == [f"9,000 tokens ({9000 / full:.1%} of the full run)"] * 2
+    assert page.tables["train-config"][0][0] == "the ladder's base training (its preset)"
+
+
+def test_a_ladder_searchs_best_cells_rank_by_rung_reached_then_perplexity(ladders):
+    header, *rows = ladders["page"].tables["best-cells"]
+    assert header[:3] == ["#", "cell", "found by"]
+    assert header[6:9] == ["rung 0 val ppl (9,000 tokens)", "rung 1 val ppl (18,000 tokens)",
+                           "rung 2 val ppl (36,000 tokens)"]
+    order = [next(c for c, h in ladders["hash"].items() if h in row[1]) for row in rows]
+    assert order[: len(RANKED)] == RANKED
+    assert sorted(order[len(RANKED):]) == ["c", "d", "g"]  # diverged last, at any rung
+    for cell, row in zip(order, rows, strict=True):
+        for rung in (0, 1, 2):
+            at = [v for c, k, v, _ in EVOLVED + RANDOM if c == cell and k == rung]
+            assert row[6 + rung] == ("–" if not at else "diverged" if at[0] is None
+                                     else f"{at[0]:,.2f}")
+    saved = pd.read_csv(ladders["tmp"] / "page" / "best_cells.csv")
+    assert list(saved["role"].unique()) == ["rung"] and len(saved) == len(EVOLVED + RANDOM)
+    assert sorted(saved["rung"]) == sorted(k for _, k, _, _ in EVOLVED + RANDOM)

@@ -15,9 +15,10 @@ import textwrap
 import tomllib
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
-from helpers import env, evolve_cmd, kill_when_logged
+from helpers import Page, env, evolve_cmd, kill_when_logged
 
 from cellzoo.cli import main
 from cellzoo.dsl import canonical_text, parse_cell
@@ -26,7 +27,7 @@ from cellzoo.evolve.config import ConfigError, SearchConfig, for_resume, load_to
 from cellzoo.evolve.executors import ProcessExecutor
 from cellzoo.evolve.jobs import run_job
 from cellzoo.evolve.population import Member, MuPlusLambda
-from cellzoo.evolve.progress import progress_frame
+from cellzoo.evolve.progress import best_curves, progress_frame
 from cellzoo.evolve.rundir import RunDir
 from cellzoo.evolve.rungs import Climb
 from cellzoo.evolve.search import Search
@@ -137,21 +138,62 @@ def test_the_progress_frame_keeps_the_best_per_rung(reference):
     tmp, _, _, _ = reference
     frame = progress_frame([tmp / "ref"])
     assert set(frame["rung"]) == {0, 1, 2}
+    assert list(frame["cells"]) == list((frame["rung"] == 0).cumsum())
     for _, part in frame.groupby("rung"):
-        assert part["best_so_far"].equals(part["val_ppl"].cummin())
+        assert part["best_so_far"].equals(part["val_ppl"].cummin().ffill())
+    curves = best_curves(frame)
+    assert sorted(curves.groupby("rung").groups) == [0, 1, 2]  # one line per rung
+    for rung, part in curves.groupby("rung"):
+        assert part["best_so_far"].is_monotonic_decreasing
+        assert part["best_so_far"].iloc[-1] == frame.loc[frame["rung"] == rung, "val_ppl"].min()
     out = tmp / "progress.png"
     done = CliRunner().invoke(main, ["plot", "progress", str(tmp / "ref"), "--out", str(out)])
     assert done.exit_code == 0, done.output
 
 
 def test_the_report_reads_a_ladder_run(reference, tmp_path):
-    tmp, _, _, _ = reference
+    """The page of a ladder search: rung runs labelled by their tokens, per-rung bests, and
+    the cells ranked by the highest rung reached, then by the perplexity there."""
+    tmp, _, _, result = reference
+    out = tmp_path / "report"
     done = CliRunner().invoke(main, ["report", "--zoo", str(tmp / "ref.h5"), "--run-dir",
-                                     str(tmp / "ref"), "--out", str(tmp_path / "report"),
-                                     "--tokens", "100", "--no-cache"])
+                                     str(tmp / "ref"), "--out", str(out), "--tokens", "100",
+                                     "--no-cache"])
     assert done.exit_code == 0, done.output
-    page = (tmp_path / "report" / "index.html").read_text()
-    assert "progress-table" in page
+    page = Page((out / "index.html").read_text())
+    log = [json.loads(line) for line in (tmp / "ref" / "evaluations.jsonl").read_text()
+           .splitlines()]
+    with Zoo.open(tmp / "ref.h5", "r") as zoo:
+        full = zoo.run(log[0]["run_id"]).config["schedule_tokens"]
+    trainings = [r[0] for r in page.tables["zoo-configs"][1:]]
+    for tokens in (9000, 18000, 36000):
+        assert any(f"{tokens:,} of {full:,} tokens (synthetic-small" in t for t in trainings)
+    assert not any("epochs" in t for t in trainings)  # no rung run passes for a full run
+
+    rows = page.tables["progress-table"][1:]
+    for rung in (0, 1, 2):
+        row = next(r for r in rows if r[2].startswith(f"{rung} ("))
+        at = [r for r in log if r["rung"] == rung]
+        assert row[3] == str(len(at))
+        assert row[6] == f"{min(r['val_ppl'] for r in at if r['status'] == 'ok'):,.2f}"
+
+    header, *cells = page.tables["best-cells"]
+    assert header[5:8] == ["rung 0 val ppl (9,000 tokens)", "rung 1 val ppl (18,000 tokens)",
+                           "rung 2 val ppl (36,000 tokens)"]
+    last = {}  # each cell's result at the highest rung it reached (the log is in order)
+    for r in log:
+        last[r["hash"]] = (-r["rung"], r["val_ppl"]) if r["status"] == "ok" else (1, math.inf)
+    assert [next(h for h in last if h in row[1]) for row in cells] == sorted(last,
+                                                                            key=last.get)
+    for row in cells:
+        cell = next(h for h in last if h in row[1])
+        for rung in (0, 1, 2):
+            at = [r for r in log if r["hash"] == cell and r["rung"] == rung]
+            assert row[5 + rung] == (f"{at[0]['val_ppl']:,.2f}" if at else "–")
+    saved = pd.read_csv(out / "best_cells.csv")
+    mine = saved[saved["role"] == "rung"]  # every rung run of the 6 cells, with its rung
+    assert dict(zip(mine["run_id"], mine["rung"], strict=True)) == {r["run_id"]: r["rung"]
+                                                                    for r in log}
 
 
 def test_killed_after_a_promotion_result_then_resumed(reference):
