@@ -3,10 +3,14 @@
 Sections: the configuration of each search run (and the training configurations in the
 zoo), search progress (search against random search), the best cells with their proxy
 and full trainings and lineage, the ranker's accuracy, hidden-state heatmaps with the
-CKA clustermap, and the ensemble. Every figure comes from the data step and drawing
-step of the command that owns it (`evolve.progress`, `ranker.plot`, `analysis.plots`);
-this module gathers inputs and lays out the page (`report.html`). A section whose data
-is missing says why ("Not available: ...") instead of failing the page.
+CKA clustermap, and the ensemble. A search on a fidelity ladder is shown per rung (its
+rungs' perplexities are never compared with each other): its ladder, its progress and
+best per rung, its cells by the highest rung reached.
+
+Every figure comes from the data step and drawing step of the command that owns it
+(`evolve.progress`, `ranker.plot`, `analysis.plots`); this module gathers inputs and lays
+out the page (`report.html`). A section whose data is missing says why ("Not available:
+...") instead of failing the page.
 """
 
 from __future__ import annotations
