@@ -122,10 +122,16 @@ def _load(path: str):
 @click.option("--loss", type=click.Choice(["pairwise", "mse"]), default="pairwise",
               show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=None, help="At most this many epochs.")
+@click.option("--members", type=click.IntRange(1), default=None,
+              help="Networks in the ranker's ensemble, averaged (default: the ranker's).")
+@click.option("--curve-epochs", default="", metavar="E,E,...",
+              help="Also train on the training runs' validation loss after these epochs "
+                   "(learning-curve targets), e.g. 1,5,20.")
 @click.option("--no-baseline", is_flag=True, help="Skip the random-forest baselines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def eval_nbnlp_command(train_size: int, test_size: int, seeds: int, data: str | None, loss: str,
-                       epochs: int | None, no_baseline: bool, as_json: bool) -> None:
+                       epochs: int | None, members: int | None, curve_epochs: str,
+                       no_baseline: bool, as_json: bool) -> None:
     """Train on N NAS-Bench-NLP cells, test on others; ranker and forests side by side.
 
     Also: tau without held-out twins of training cells, on the better half, and on
@@ -134,10 +140,12 @@ def eval_nbnlp_command(train_size: int, test_size: int, seeds: int, data: str | 
     from cellzoo.ranker.fit import RankerConfig
 
     runs, wt2 = _nbnlp_runs(data)
-    config = RankerConfig(loss=loss, **({"epochs": epochs} if epochs else {}))
+    given = {"epochs": epochs, "members": members}
+    config = RankerConfig(loss=loss, **{k: v for k, v in given.items() if v is not None})
     try:
         result = eval_nbnlp(runs, train_size, test_size, seeds, config, baseline=not no_baseline,
-                            progress=lambda line: click.echo(line, err=True), wt2_runs=wt2)
+                            progress=lambda line: click.echo(line, err=True), wt2_runs=wt2,
+                            curve_epochs=_epochs(curve_epochs))
     except ValueError as e:
         raise UserError(str(e)) from e
     if as_json:
@@ -148,6 +156,17 @@ def eval_nbnlp_command(train_size: int, test_size: int, seeds: int, data: str | 
     click.echo(f"{'model':13}" + "".join(f"{k:>17}" for k in keys))
     for model, m in result["mean"].items():
         click.echo(f"{model:13}" + "".join(f"{m[k]:17.3f}" for k in keys))
+
+
+def _epochs(text: str) -> list[int]:
+    """``--curve-epochs`` as epoch numbers (1 to 50, NAS-Bench-NLP's curve length)."""
+    try:
+        epochs = [int(e) for e in text.split(",") if e.strip()]
+    except ValueError:
+        raise UserError(f"--curve-epochs {text!r}: expected epoch numbers like 1,5,20") from None
+    if any(not 1 <= e <= 50 for e in epochs):
+        raise UserError(f"--curve-epochs {text!r}: epochs run from 1 to 50")
+    return epochs
 
 
 def _nbnlp_runs(data: str | None) -> tuple[list, list | None]:

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from cellzoo.ranker.baseline import CountBaseline
-from cellzoo.ranker.fit import Examples, Ranker, RankerConfig
+from cellzoo.ranker.fit import Examples, Ranker, RankerConfig, join
 from cellzoo.ranker.graph import Packed, pack
 from cellzoo.ranker.metrics import divergence_auc, rank_metrics
 from cellzoo.ranker.nbnlp import TARGETS, NBRun, recipe_key, recipe_to_graph
@@ -42,6 +42,29 @@ def nbnlp_examples(runs: list[NBRun], dataset: str = "ptb") -> tuple[Examples, n
     log_test = np.array([math.log(r.test_ppl) if r.finished else math.nan for r in runs])
     diverged = np.array([not r.finished for r in runs])
     return Examples(packed, log_val, diverged, [TARGETS[dataset]] * len(runs)), log_test
+
+
+def curve_examples(runs: list[NBRun], epochs: Sequence[int],
+                   dataset: str = "ptb") -> Examples:
+    """Points of the runs' learning curves as extra targets: the validation loss (log
+    perplexity) after each of ``epochs``, one target per epoch (`curve_target`), for every
+    run whose curve reaches that epoch with a finite loss. They train the shared trunk on
+    more of what each training run measured; only the final result's head is judged."""
+    parts = []
+    for epoch in epochs:
+        rows = [(i, r.val_losses[epoch - 1]) for i, r in enumerate(runs)
+                if len(r.val_losses) >= epoch and math.isfinite(r.val_losses[epoch - 1])]
+        index = np.array([i for i, _ in rows], dtype=np.int64)
+        parts.append(Examples(pack([recipe_to_graph(runs[i].recipe) for i in index]),
+                              np.array([loss for _, loss in rows]),
+                              np.zeros(len(rows), dtype=bool),
+                              [curve_target(dataset, epoch)] * len(rows)))
+    return join(parts)
+
+
+def curve_target(dataset: str, epoch: int) -> str:
+    """The target of a learning-curve point: its own task, never a rung of the final one."""
+    return f"{TARGETS[dataset]}/epoch{epoch}"
 
 
 class _Judge:
@@ -75,9 +98,11 @@ def _tau(pred: np.ndarray, true: np.ndarray, mask: np.ndarray) -> float:
 def eval_nbnlp(runs: list[NBRun], train_size: int = 1000, test_size: int = 2000, seeds: int = 1,
                config: RankerConfig | None = None, baseline: bool = True,
                progress: Callable[[str], None] | None = None,
-               wt2_runs: list[NBRun] | None = None) -> dict:
+               wt2_runs: list[NBRun] | None = None, curve_epochs: Sequence[int] = ()) -> dict:
     """Train and test on random splits for each seed; per-seed and mean metrics of every model.
-    With ``wt2_runs``, each PTB-trained model also ranks those (the transfer score)."""
+    With ``wt2_runs``, each PTB-trained model also ranks those (the transfer score). With
+    ``curve_epochs``, the ranker also trains on its training runs' learning curves at those
+    epochs (`curve_examples`; the forests see final results only)."""
     if train_size < 2 or test_size < 2:
         raise ValueError("train and test sizes must be at least 2")
     if train_size + test_size > len(runs):
@@ -102,7 +127,10 @@ def eval_nbnlp(runs: list[NBRun], train_size: int = 1000, test_size: int = 2000,
             row["wt2_finished"] = int(np.isfinite(wt2[1]).sum())
             row["wt2_twins"] = int((wt2_split[2] & np.isfinite(wt2[1])).sum())
         start = time.perf_counter()
-        ranker = Ranker(RankerConfig(**{**config.to_dict(), "seed": seed})).fit(trained)
+        curves = [curve_examples([runs[i] for i in train], curve_epochs)] if curve_epochs else []
+        ranker = Ranker(RankerConfig(**{**config.to_dict(), "seed": seed}))
+        ranker.fit(join([trained, *curves]))
+        ranker.adopt(TARGETS["ptb"])
         row["ranker"] = {**judge(ranker.predict, tested.packed),
                          "seconds": time.perf_counter() - start, "epochs": len(ranker.history)}
         for name, edges in BASELINES.items() if baseline else ():
@@ -118,7 +146,7 @@ def eval_nbnlp(runs: list[NBRun], train_size: int = 1000, test_size: int = 2000,
     metrics = [m for m in METRICS if m in per_seed[0]["ranker"]]
     return {
         "train_size": train_size, "test_size": test_size, "seeds": seeds,
-        "config": config.to_dict(),
+        "config": config.to_dict(), "curve_epochs": list(curve_epochs),
         "mean": {m: {k: _mean([r[m][k] for r in per_seed]) for k in metrics} for m in models},
         "per_seed": per_seed,
     }

@@ -36,13 +36,13 @@ import torch
 import torch.nn.functional as F
 
 from cellzoo.common.io import atomic_write
-from cellzoo.ranker.graph import Packed, pack, plan
+from cellzoo.ranker.graph import Packed, concat, pack, plan
 from cellzoo.ranker.metrics import rank_metrics
 from cellzoo.ranker.model import SOURCE_NAMES, ModelConfig, TreeRNN
 
 LOSSES = ("mse", "pairwise")
 DEFAULT_TASK = "default"
-FORMAT = 2
+FORMAT = 3
 ANY_TASK = "*"
 MIN_HELD_OUT = 20  # fewer runs than this: no held-out share, no early stopping
 
@@ -69,6 +69,7 @@ class RankerConfig:
     finetune_lr: float = 1e-3
     finetune_epochs: int = 30
     finetune_epochs_few: int = 3
+    members: int = 1
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -105,6 +106,14 @@ class Examples:
     def take(self, idx: np.ndarray) -> Examples:
         return Examples(self.packed.take(idx), self.log_ppl[idx], self.diverged[idx],
                         [self.targets[i] for i in idx])
+
+
+def join(parts: Sequence[Examples]) -> Examples:
+    """Several `Examples` as one, in order."""
+    return Examples(concat([p.packed for p in parts]),
+                    np.concatenate([p.log_ppl for p in parts]),
+                    np.concatenate([p.diverged for p in parts]),
+                    [t for p in parts for t in p.targets])
 
 
 def examples(runs: Iterable) -> Examples:
@@ -144,7 +153,8 @@ class Ranker:
         self.prior: dict | None = None  # the state every non-warm fit starts from
 
     def _new_model(self) -> TreeRNN:
-        return TreeRNN(ModelConfig(dim=self.config.dim, seed=self.config.seed))
+        return TreeRNN(ModelConfig(dim=self.config.dim, seed=self.config.seed,
+                                   members=self.config.members))
 
     @property
     def pretrained(self) -> bool:
@@ -275,17 +285,20 @@ class Ranker:
     def _loss(self, batch: Packed, z: np.ndarray, diverged: np.ndarray,
               heads: np.ndarray) -> torch.Tensor:
         head = torch.from_numpy(heads)
-        pred, logit = self.model(plan(batch), head)
+        preds, logits = self.model(plan(batch), head)
         target = torch.as_tensor(z, dtype=torch.float32)
         done = torch.isfinite(target)
-        loss = self.config.div_weight * F.binary_cross_entropy_with_logits(
-            logit, torch.as_tensor(diverged, dtype=torch.float32))
-        if done.sum() >= 1:
-            reg = F.smooth_l1_loss(pred[done], target[done])
-            if self.config.loss == "pairwise":
-                reg = 0.1 * reg + _pairwise_loss(pred[done], target[done], head[done])
-            loss = loss + reg
-        return loss
+        flags = torch.as_tensor(diverged, dtype=torch.float32)
+        losses = []
+        for pred, logit in zip(preds, logits, strict=True):  # each member on its own loss
+            loss = self.config.div_weight * F.binary_cross_entropy_with_logits(logit, flags)
+            if done.sum() >= 1:
+                reg = F.smooth_l1_loss(pred[done], target[done])
+                if self.config.loss == "pairwise":
+                    reg = 0.1 * reg + _pairwise_loss(pred[done], target[done], head[done])
+                loss = loss + reg
+            losses.append(loss)
+        return torch.stack(losses).mean()
 
     def _val_score(self, data: Examples, z: np.ndarray, val: np.ndarray,
                    heads: np.ndarray) -> float:
@@ -315,10 +328,10 @@ class Ranker:
         with torch.no_grad():
             for start in range(0, len(packed), chunk):
                 part = np.arange(start, min(start + chunk, len(packed)))
-                pred, logit = self.model(plan(packed.take(part)),
-                                         torch.from_numpy(np.ascontiguousarray(heads[part])))
-                zs.append(pred.numpy())
-                ps.append(torch.sigmoid(logit).numpy())
+                preds, logits = self.model(plan(packed.take(part)),
+                                           torch.from_numpy(np.ascontiguousarray(heads[part])))
+                zs.append(preds.mean(dim=0).numpy())  # the members' mean
+                ps.append(torch.sigmoid(logits).mean(dim=0).numpy())
         if not zs:
             return np.empty(0), np.empty(0)
         return np.concatenate(zs).astype(np.float64), np.concatenate(ps).astype(np.float64)
@@ -373,9 +386,8 @@ class Ranker:
 
     def load_state_dict(self, state: dict) -> list[str]:
         """Load a saved state; returns the node types that are newer than it (they keep
-        their seeded initial weights). Rankers saved in format 1 are converted."""
-        if state.get("format") == 1:
-            state = _from_format_1(state)
+        their seeded initial weights). Rankers saved in formats 1 and 2 are converted."""
+        state = _upgrade(state)
         if state.get("format") != FORMAT:
             raise ValueError(f"unsupported ranker format {state.get('format')!r}")
         self.config = RankerConfig.from_dict(state["config"])
@@ -405,6 +417,15 @@ def _rung(target: str) -> int:
     return int(target.split("@rung")[1]) if "@rung" in target else -1
 
 
+def _upgrade(state: dict) -> dict:
+    """A saved state of an older format in the current one."""
+    if state.get("format") == 1:
+        state = _from_format_1(state)
+    if state.get("format") == 2:
+        state = _from_format_2(state)
+    return state
+
+
 def _from_format_1(state: dict) -> dict:
     """Format 1 kept source vectors as rows of one table in vocabulary order and one
     regression and one divergence head shared by every task: give each task a copy."""
@@ -419,9 +440,18 @@ def _from_format_1(state: dict) -> dict:
         model[f"heads.{i}.weight"] = torch.cat([old["reg_head.weight"], old["div_head.weight"]])
         model[f"heads.{i}.bias"] = torch.cat([old["reg_head.bias"], old["div_head.bias"]])
     config = state["config"]
-    return {**state, "format": FORMAT, "model": model, "task": tasks[0],
+    return {**state, "format": 2, "model": model, "task": tasks[0],
             "model_config": {"dim": state["model_config"]["dim"], "seed": config["seed"],
                              "targets": tasks}}
+
+
+def _from_format_2(state: dict) -> dict:
+    """Format 2 held one network: it is member 0 of a one-member ensemble."""
+    prior = state.get("prior")
+    return {**state, "format": FORMAT,
+            "model": {f"nets.0.{k}": v for k, v in state["model"].items()},
+            "model_config": {**state["model_config"], "members": 1},
+            "prior": None if prior is None else _upgrade(prior)}
 
 
 def _packed(cells: Sequence | Packed) -> Packed:

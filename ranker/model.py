@@ -9,7 +9,12 @@ or a task at one rung of the fidelity ladder) has its own linear head giving the
 standardised log perplexity and the divergence logit, so results of different
 fidelity are never one target.
 
-Parameters are keyed by node-type *name* (``source.x``, ``fns.Tanh.lin.weight``)
+The ranker is a small deep ensemble: ``members`` such networks, each initialised from its
+own seeds and trained on its own loss; the ranker averages their predictions. On
+NAS-Bench-NLP (1,000 training cells) three members rank held-out cells better than one
+(docs/ranker.md, "Measured").
+
+Parameters are keyed by node-type *name* (``nets.0.source.x``, ``nets.0.fns.Tanh.lin.weight``)
 and each node type's initial weights depend only on the seed and its name, never
 on its place in the operator table: adding an operator changes nothing a saved
 ranker knows (`TreeRNN.load_by_name`).
@@ -38,15 +43,16 @@ class ModelConfig:
     dim: int = 64
     seed: int = 0
     targets: tuple[str, ...] = ()  # head names, in head order
+    members: int = 1  # independently initialised networks whose predictions are averaged
 
     def to_dict(self) -> dict:
         return {"dim": self.dim, "seed": self.seed, "targets": list(self.targets),
-                "vocab": list(VOCAB)}
+                "members": self.members, "vocab": list(VOCAB)}
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         return cls(dim=int(d["dim"]), seed=int(d.get("seed", 0)),
-                   targets=tuple(d.get("targets", ())))
+                   targets=tuple(d.get("targets", ())), members=int(d.get("members", 1)))
 
 
 def _generator(seed: int, name: str) -> torch.Generator:
@@ -85,57 +91,43 @@ class OpFunction(nn.Module):
         return mean + torch.sigmoid(gate) * (torch.tanh(cand) - mean)
 
 
-class TreeRNN(nn.Module):
-    def __init__(self, config: ModelConfig = ModelConfig()):
+class Member(nn.Module):
+    """One network of the ensemble: source vectors, operator functions, and a head per
+    target. ``salt`` prefixes every name its initial weights are drawn by (member 0 has
+    none), so members differ while each stays independent of the operator table's order."""
+
+    def __init__(self, dim: int, seed: int, salt: str = ""):
         super().__init__()
-        d, seed = config.dim, config.seed
-        self.dim, self.seed = d, seed
+        self.dim, self.seed, self.salt = dim, seed, salt
         self.source = nn.ParameterDict({
-            n: nn.Parameter(torch.randn(d, generator=_generator(seed, n))) for n in SOURCE_NAMES})
+            n: nn.Parameter(torch.randn(dim, generator=_generator(seed, salt + n)))
+            for n in SOURCE_NAMES})
         self.fns = nn.ModuleDict({
-            name: OpFunction(ARITY[i], COMMUTATIVE[i], d, _generator(seed, name))
+            name: OpFunction(ARITY[i], COMMUTATIVE[i], dim, _generator(seed, salt + name))
             for i, name in enumerate(VOCAB) if ARITY[i] > 0
         })
-        self.targets: list[str] = []
         self.heads = nn.ModuleList()
-        for target in config.targets:
-            self.add_target(target)
-        row = torch.full((len(VOCAB),), -1, dtype=torch.long)
-        row[[OP_ID[n] for n in SOURCE_NAMES]] = torch.arange(len(SOURCE_NAMES))
-        self.register_buffer("source_row", row, persistent=False)
 
-    @property
-    def config(self) -> ModelConfig:
-        return ModelConfig(self.dim, self.seed, tuple(self.targets))
-
-    def add_target(self, name: str, like: str | None = None) -> int:
-        """A new head (regression and divergence outputs) for target ``name``: a copy of
-        target ``like``'s head, or freshly initialised. Returns its index."""
-        if name in self.targets:
-            raise ValueError(f"target {name!r} already has a head")
-        head = _linear(2 * self.dim, 2, _generator(self.seed, "head:" + name))
+    def add_head(self, name: str, like: int | None) -> None:
+        head = _linear(2 * self.dim, 2, _generator(self.seed, self.salt + "head:" + name))
         if like is not None:
-            head.load_state_dict(self.heads[self.targets.index(like)].state_dict())
+            head.load_state_dict(self.heads[like].state_dict())
         self.heads.append(head)
-        self.targets.append(name)
-        return len(self.targets) - 1
 
-    def forward(self, plan: Plan, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predicted standardised log ppl and divergence logit, one each per cell;
-        ``target`` [B] is each cell's head index."""
+    def forward(self, plan: Plan, source_row: torch.Tensor,
+                target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         table = torch.stack([self.source[n] for n in SOURCE_NAMES])
         states = torch.zeros(plan.num_nodes, self.dim)
-        states.index_copy_(0, plan.source_nodes, table[self.source_row[plan.source_ops]])
+        states.index_copy_(0, plan.source_nodes, table[source_row[plan.source_ops]])
         for group in plan.groups:
             out = self.fns[VOCAB[group.op]](states[group.kids])
             states.index_copy_(0, group.nodes, out)
         pooled = torch.zeros(len(plan.roots), self.dim).index_add(0, plan.cell_of_node, states)
         pooled = pooled / plan.sizes.unsqueeze(1).to(states.dtype)
-        return self._heads(torch.cat([states[plan.roots], pooled], dim=1), target)
+        return self.read(torch.cat([states[plan.roots], pooled], dim=1), target)
 
     def forward_reference(self, graph: CellGraph,
-                          target: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same function for one cell, one node at a time (slow; for tests)."""
+                          target: int) -> tuple[torch.Tensor, torch.Tensor]:
         vecs: list[torch.Tensor] = []
         for op, kids in zip(graph.ops, graph.kids, strict=True):
             if not kids:
@@ -144,15 +136,58 @@ class TreeRNN(nn.Module):
                 stacked = torch.stack([vecs[k] for k in kids]).unsqueeze(0)
                 vecs.append(self.fns[op](stacked)[0])
         pooled = torch.stack(vecs).mean(dim=0)
-        reg, div = self._heads(torch.cat([vecs[-1], pooled]).unsqueeze(0), torch.tensor([target]))
+        reg, div = self.read(torch.cat([vecs[-1], pooled]).unsqueeze(0), torch.tensor([target]))
         return reg[0], div[0]
 
-    def _heads(self, read: torch.Tensor,
-               target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def read(self, read: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         weight = torch.stack([h.weight for h in self.heads])  # [T, 2, 2d]
         bias = torch.stack([h.bias for h in self.heads])  # [T, 2]
         out = torch.einsum("bd,bkd->bk", read, weight[target]) + bias[target]
         return out[:, 0], out[:, 1]
+
+
+class TreeRNN(nn.Module):
+    """``members`` networks (`Member`) side by side; each predicts every cell, the ranker
+    trains each on its own loss and averages their predictions (a deep ensemble)."""
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.dim, self.seed = config.dim, config.seed
+        self.nets = nn.ModuleList(Member(config.dim, config.seed, f"member{k}:" if k else "")
+                                  for k in range(config.members))
+        self.targets: list[str] = []
+        for target in config.targets:
+            self.add_target(target)
+        row = torch.full((len(VOCAB),), -1, dtype=torch.long)
+        row[[OP_ID[n] for n in SOURCE_NAMES]] = torch.arange(len(SOURCE_NAMES))
+        self.register_buffer("source_row", row, persistent=False)
+
+    @property
+    def config(self) -> ModelConfig:
+        return ModelConfig(self.dim, self.seed, tuple(self.targets), len(self.nets))
+
+    def add_target(self, name: str, like: str | None = None) -> int:
+        """A new head (regression and divergence outputs) for target ``name`` in every member:
+        a copy of target ``like``'s head, or freshly initialised. Returns its index."""
+        if name in self.targets:
+            raise ValueError(f"target {name!r} already has a head")
+        index = None if like is None else self.targets.index(like)
+        for net in self.nets:
+            net.add_head(name, index)
+        self.targets.append(name)
+        return len(self.targets) - 1
+
+    def forward(self, plan: Plan, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted standardised log ppl and divergence logit, [members, cells] each;
+        ``target`` [B] is each cell's head index."""
+        outs = [net(plan, self.source_row, target) for net in self.nets]
+        return torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
+
+    def forward_reference(self, graph: CellGraph,
+                          target: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same function for one cell, one node at a time (slow; for tests): [members]."""
+        outs = [net.forward_reference(graph, target) for net in self.nets]
+        return torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
 
     def load_by_name(self, state: dict[str, torch.Tensor]) -> list[str]:
         """Load a state dict keyed by node-type name. Node types this cellzoo has but the
@@ -164,13 +199,20 @@ class TreeRNN(nn.Module):
             raise ValueError(f"the saved ranker knows node types this cellzoo lacks: "
                              f"{', '.join(unknown)}")
         missing = [k for k in mine if k not in state]
-        if any(not (k.startswith("source.") or k.startswith("fns.")) for k in missing):
+        if any(_part(k) not in ("source", "fns") for k in missing):
             raise ValueError("the saved ranker lacks its heads")
         self.load_state_dict(state, strict=False)
         return sorted({_node_type(k) for k in missing})
 
 
-def _node_type(key: str) -> str:
-    """``fns.Tanh.lin.weight`` -> ``Tanh``; ``source.x`` -> ``x``; other keys unchanged."""
+def _part(key: str) -> str:
+    """``nets.0.fns.Tanh.lin.weight`` -> ``fns``; ``nets.0.heads.1.bias`` -> ``heads``."""
     parts = key.split(".")
-    return parts[1] if parts[0] in ("source", "fns") and len(parts) > 1 else key
+    return parts[2] if parts[0] == "nets" and len(parts) > 2 else key
+
+
+def _node_type(key: str) -> str:
+    """``nets.0.fns.Tanh.lin.weight`` -> ``Tanh``; ``nets.0.source.x`` -> ``x``; other keys
+    unchanged."""
+    parts = key.split(".")
+    return parts[3] if _part(key) in ("source", "fns") and len(parts) > 3 else key

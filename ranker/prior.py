@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cellzoo.ranker.fit import ANY_TASK, DEFAULT_TASK, Examples, Ranker, RankerConfig
-from cellzoo.ranker.graph import VOCAB, concat
+from cellzoo.ranker.fit import ANY_TASK, DEFAULT_TASK, Examples, Ranker, RankerConfig, join
+from cellzoo.ranker.graph import VOCAB
 from cellzoo.ranker.nbnlp import STAND_INS, TARGETS
 
 DEFAULT_PRIOR = Path(__file__).with_name("nbnlp_prior.pt")
@@ -69,10 +69,11 @@ def from_prior(path: str | os.PathLike | None, task: str | None = None,
         ranker.adopt(task or DEFAULT_TASK)
         return ranker
     ranker.load_state_dict(read_prior(path))
-    dim = ranker.model.dim
-    if config is not None and config.dim != dim:
-        raise ValueError(f"the prior {path} has width {dim}, the config asks for {config.dim}")
-    ranker.config = config or RankerConfig(dim=dim)
+    dim, members = ranker.model.dim, len(ranker.model.nets)
+    if config is not None and (config.dim, config.members) != (dim, members):
+        raise ValueError(f"the prior {path} has width {dim} and {members} member(s), the "
+                         f"config asks for {config.dim} and {config.members}")
+    ranker.config = config or RankerConfig(dim=dim, members=members)
     if task is not None:
         ranker.adopt(task)
     ranker.prior = ranker.state_dict(with_prior=False)
@@ -83,7 +84,7 @@ def build_prior(ptb: Examples, wt2: Examples | None = None,
                 config: RankerConfig = PRIOR_CONFIG, epochs: int | None = None) -> Ranker:
     """Fit a ranker on NAS-Bench-NLP examples (targets already named per dataset), then
     give unseen node types their stand-ins' weights and name the heads new tasks start from."""
-    data = ptb if wt2 is None else _concat(ptb, wt2)
+    data = ptb if wt2 is None else join([ptb, wt2])
     ranker = Ranker(config).fit(data, epochs=epochs)
     seen = {VOCAB[i] for i in np.unique(data.packed.op)}
     _copy_stand_ins(ranker, seen)
@@ -92,18 +93,13 @@ def build_prior(ptb: Examples, wt2: Examples | None = None,
     return ranker
 
 
-def _concat(a: Examples, b: Examples) -> Examples:
-    return Examples(concat([a.packed, b.packed]), np.concatenate([a.log_ppl, b.log_ppl]),
-                    np.concatenate([a.diverged, b.diverged]), a.targets + b.targets)
-
-
 def _copy_stand_ins(ranker: Ranker, seen: set[str]) -> None:
-    model = ranker.model
     with torch.no_grad():
         for name, stand_in in STAND_INS.items():
             if name in seen or stand_in not in seen:
                 continue
-            if name in model.source:
-                model.source[name].copy_(model.source[stand_in])
-            else:
-                model.fns[name].load_state_dict(model.fns[stand_in].state_dict())
+            for net in ranker.model.nets:
+                if name in net.source:
+                    net.source[name].copy_(net.source[stand_in])
+                else:
+                    net.fns[name].load_state_dict(net.fns[stand_in].state_dict())

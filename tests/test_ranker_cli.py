@@ -9,7 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from cellzoo.cli import main
+from cellzoo.ranker.evaluate import curve_examples, curve_target
 from cellzoo.ranker.fit import Ranker, RankerConfig
+from cellzoo.ranker.nbnlp import TARGETS, load_runs
 from cellzoo.ranker.plot import load_log, round_correlations
 from cellzoo.ranker.random_cells import random_tree
 
@@ -69,6 +71,30 @@ def test_eval_nbnlp_json(small_nbnlp):
     assert len(out["per_seed"]) == 2 and seed["test_finished"] > 10
     assert seed["wt2_finished"] > 40 and 0 <= seed["wt2_twins"] <= seed["wt2_finished"]
     assert all(-1 <= v <= 1 for m in out["mean"].values() for v in m.values() if v is not None)
+
+
+def test_eval_nbnlp_with_members_and_curve_targets(small_nbnlp):
+    args = ["rank", "eval-nbnlp", "--train-size", "60", "--test-size", "50", "--epochs", "2",
+            "--members", "2", "--curve-epochs", "1,5", "--no-baseline", "--data",
+            str(small_nbnlp), "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.splitlines()[-1])
+    assert out["config"]["members"] == 2 and out["curve_epochs"] == [1, 5]
+    assert set(out["mean"]) == {"ranker"} and -1 <= out["mean"]["ranker"]["tau"] <= 1
+    bad = CliRunner().invoke(main, args[:-4] + ["--curve-epochs", "1,x", "--json"])
+    assert bad.exit_code == 2 and "expected epoch numbers" in bad.output
+
+
+def test_curve_examples_are_the_runs_learning_curves(small_nbnlp):
+    runs = load_runs(small_nbnlp)[:30]
+    curves = curve_examples(runs, [1, 5])
+    reaching = [r for r in runs if len(r.val_losses) >= 5]
+    assert curves.targets.count(curve_target("ptb", 5)) == len(reaching)
+    fifth = curves.log_ppl[[t == curve_target("ptb", 5) for t in curves.targets]]
+    assert list(fifth) == [r.val_losses[4] for r in reaching]
+    assert not curves.diverged.any()
+    assert curve_target("ptb", 5) not in TARGETS.values()
 
 
 def test_eval_nbnlp_errors_exit_2(small_nbnlp, tmp_path):

@@ -48,7 +48,7 @@ def test_cell_graph_rejects_bad_structure():
 @pytest.mark.parametrize("kind", ["trees", "dags"])
 def test_batched_forward_equals_node_by_node_reference(kind):
     torch.manual_seed(0)
-    model = TreeRNN(ModelConfig(dim=8, targets=("a", "b")))
+    model = TreeRNN(ModelConfig(dim=8, targets=("a", "b"), members=2))
     rng = random.Random(1)
     cells = ([random_tree(rng, 7) for _ in range(25)] if kind == "trees"
              else [random_dag(rng, rng.randint(3, 20)) for _ in range(25)])
@@ -57,18 +57,20 @@ def test_batched_forward_equals_node_by_node_reference(kind):
     for i, cell in enumerate(cells):
         graph = cell if isinstance(cell, CellGraph) else graph_from_node(cell)
         r, d = model.forward_reference(graph, i % 2)
-        assert torch.allclose(reg[i], r, atol=1e-5) and torch.allclose(div[i], d, atol=1e-5)
+        assert torch.allclose(reg[:, i], r, atol=1e-5)
+        assert torch.allclose(div[:, i], d, atol=1e-5)
+    assert not torch.allclose(reg[0], reg[1])  # the members differ
 
 
 def test_batched_gradients_equal_reference_gradients():
     torch.manual_seed(0)
-    model = TreeRNN(ModelConfig(dim=6, targets=("a",)))
+    model = TreeRNN(ModelConfig(dim=6, targets=("a",), members=2))
     cells = [random_dag(random.Random(s), 10) for s in range(6)]
     reg, div = model(plan(pack(cells)), torch.zeros(6, dtype=torch.long))
     (reg.sum() + div.sum()).backward()
     batched = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
-    sum(sum(model.forward_reference(c)) for c in cells).backward()
+    sum(sum(model.forward_reference(c)).sum() for c in cells).backward()
     for k, p in model.named_parameters():
         if p.grad is not None:
             assert torch.allclose(batched[k], p.grad, atol=1e-5), k
@@ -120,10 +122,10 @@ def test_fit_improves_ranking_over_an_untrained_model():
 def test_warm_refit_continues_from_current_weights():
     runs = _synthetic_runs(120)
     ranker = Ranker(SMALL).fit(runs, epochs=3)
-    before = ranker.state_dict()["model"]["heads.0.weight"].clone()
+    before = ranker.state_dict()["model"]["nets.0.heads.0.weight"].clone()
     ranker.fit(runs, epochs=2, warm=True)
     assert len(ranker.history) == 5
-    assert not torch.equal(before, ranker.state_dict()["model"]["heads.0.weight"])
+    assert not torch.equal(before, ranker.state_dict()["model"]["nets.0.heads.0.weight"])
 
 
 def test_fit_accepts_run_records_and_skips_failed():

@@ -11,6 +11,7 @@ import torch
 from cellzoo.dsl import parse, preorder
 from cellzoo.ranker.evaluate import nbnlp_examples
 from cellzoo.ranker.fit import Ranker, RankerConfig
+from cellzoo.ranker.graph import pack, plan
 from cellzoo.ranker.metrics import rank_metrics
 from cellzoo.ranker.nbnlp import TARGETS, load_runs, recipe_to_graph
 from cellzoo.ranker.prior import (
@@ -105,7 +106,7 @@ def test_a_ranker_saved_before_an_operator_was_added_loads_and_scores_the_same(t
     state = ranker.state_dict()
     # what a file written before `Sin` and `x_prev` existed holds: no weights for them
     state["model"] = {k: v for k, v in state["model"].items()
-                      if not k.startswith(("fns.Sin.", "source.x_prev"))}
+                      if not k.startswith(("nets.0.fns.Sin.", "nets.0.source.x_prev"))}
     state["model_config"]["vocab"].remove("Sin")
     torch.save(state, tmp_path / "old.pt")
     loaded = Ranker()
@@ -115,7 +116,7 @@ def test_a_ranker_saved_before_an_operator_was_added_loads_and_scores_the_same(t
     assert len(old_cells) > 10
     assert np.array_equal(loaded.score(old_cells), ranker.score(old_cells))
     # and a newer file's node types that this cellzoo lacks are named
-    state["model"]["fns.Warp.lin.weight"] = torch.zeros(1)
+    state["model"]["nets.0.fns.Warp.lin.weight"] = torch.zeros(1)
     with pytest.raises(ValueError, match="node types this cellzoo lacks: Warp"):
         Ranker().load_state_dict(state)
 
@@ -124,15 +125,16 @@ def test_initial_weights_depend_on_the_name_not_the_table_order():
     a, b = Ranker(RankerConfig(dim=8, seed=3)), Ranker(RankerConfig(dim=8, seed=3))
     assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
     c = Ranker(RankerConfig(dim=8, seed=4))
-    assert not torch.equal(a.model.fns["Tanh"].lin.weight, c.model.fns["Tanh"].lin.weight)
+    assert not torch.equal(a.model.nets[0].fns["Tanh"].lin.weight,
+                           c.model.nets[0].fns["Tanh"].lin.weight)
 
 
 def test_format_1_rankers_are_converted(tmp_path):
     """Format 1 kept source vectors as rows of one table in its own vocabulary order and
     one shared head; here the rows are written in a shuffled order."""
     ranker, cells = _fitted(seed=1)
-    model = ranker.state_dict()["model"]
-    vocab = ["c", "h", "x_prev", "x", "h2", *ranker.model.fns]
+    model = {k.removeprefix("nets.0."): v for k, v in ranker.state_dict()["model"].items()}
+    vocab = ["c", "h", "x_prev", "x", "h2", *ranker.model.nets[0].fns]
     table = torch.zeros(len(vocab), 8)
     for i, name in enumerate(vocab[:5]):
         table[i] = model[f"source.{name}"]
@@ -148,3 +150,27 @@ def test_format_1_rankers_are_converted(tmp_path):
     loaded.load_state_dict(state)
     assert np.allclose(loaded.score(cells), ranker.score(cells))
     assert loaded.target() == "t"
+
+
+def test_format_2_rankers_are_converted():
+    """Format 2 held one network with unprefixed keys: it loads as a one-member ensemble."""
+    ranker, cells = _fitted(seed=2)
+    state = ranker.state_dict()
+    state |= {"format": 2,
+              "model": {k.removeprefix("nets.0."): v for k, v in state["model"].items()},
+              "model_config": {k: v for k, v in state["model_config"].items() if k != "members"}}
+    loaded = Ranker()
+    loaded.load_state_dict(state)
+    assert len(loaded.model.nets) == 1
+    assert np.array_equal(loaded.score(cells), ranker.score(cells))
+
+
+def test_members_are_averaged_and_differ():
+    ranker = Ranker(RankerConfig(dim=8, epochs=3, seed=0, members=3))
+    _, cells = _fitted()
+    runs = [(c, float(np.exp(4 + 0.1 * i)), "ok") for i, c in enumerate(cells)]
+    ranker.fit(runs)
+    z, _ = ranker._raw(pack(cells), 0)
+    preds, _ = ranker.model(plan(pack(cells)), torch.zeros(len(cells), dtype=torch.long))
+    assert np.allclose(z, preds.mean(dim=0).detach().numpy(), atol=1e-6)
+    assert not torch.allclose(preds[0], preds[1])
