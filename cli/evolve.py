@@ -276,7 +276,15 @@ def plot_progress(run_dirs: tuple[str, ...], out: str, title: str | None,
     if csv_out:
         frame.to_csv(csv_out, index=False)
     path = draw_progress(frame, out, title)
-    best = frame["best_so_far"].min()
     runs = frame["run"].nunique()
-    click.echo(f"wrote {path} ({len(frame)} candidates from {runs} run{'s' * (runs != 1)}, "
-               f"best val ppl {best:.2f})" if math.isfinite(best) else f"wrote {path}")
+    click.echo(f"wrote {path} ({len(frame)} trainings from {runs} run{'s' * (runs != 1)}"
+               + "".join(_best_per_rung(frame)) + ")")
+
+
+def _best_per_rung(frame) -> list[str]:
+    """', best val ppl X' (a proxy search), or one such part per ladder rung: perplexities of
+    different rungs are never one best."""
+    best = frame.groupby("rung")["best_so_far"].min()
+    several = len(best) > 1
+    return [f", best val ppl{f' at rung {rung}' if several else ''} {value:.2f}"
+            for rung, value in best.items() if math.isfinite(value)]

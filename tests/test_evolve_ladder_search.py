@@ -149,6 +149,9 @@ def test_the_progress_frame_keeps_the_best_per_rung(reference):
     out = tmp / "progress.png"
     done = CliRunner().invoke(main, ["plot", "progress", str(tmp / "ref"), "--out", str(out)])
     assert done.exit_code == 0, done.output
+    for rung in (0, 1, 2):  # one best per rung, never one across rungs
+        best = frame.loc[frame["rung"] == rung, "val_ppl"].min()
+        assert f"best val ppl at rung {rung} {best:.2f}" in done.output
 
 
 def test_the_report_reads_a_ladder_run(reference, tmp_path):

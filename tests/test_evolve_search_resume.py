@@ -129,3 +129,4 @@ def test_plot_progress_command(setup, tmp_path):
     assert done.exit_code == 0, done.output
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert len((tmp_path / "progress.csv").read_text().splitlines()) == 1 + 8
+    assert "best val ppl " in done.output and "at rung" not in done.output
