@@ -192,20 +192,31 @@ def _nbnlp_runs(data: str | None) -> tuple[list, list | None]:
               help="Only the first N PTB runs (for a quick check).")
 @click.option("--epochs", type=click.IntRange(1), default=None,
               help="At most this many epochs (default: the shipped prior's).")
+@click.option("--members", type=click.IntRange(1), default=None,
+              help="Networks in the ensemble (default: the shipped prior's).")
+@click.option("--curve-epochs", default="", metavar="E,E,...",
+              help="Also train on the runs' validation loss after these epochs.")
 def build_prior_command(data: str | None, out: str | None, limit: int | None,
-                        epochs: int | None) -> None:
+                        epochs: int | None, members: int | None, curve_epochs: str) -> None:
     """Pre-train the ranker on NAS-Bench-NLP's PTB and WikiText-2 runs; save it as a prior."""
-    from cellzoo.ranker.evaluate import nbnlp_examples
-    from cellzoo.ranker.prior import DEFAULT_PRIOR, build_prior
+    from dataclasses import replace
+
+    from cellzoo.ranker.evaluate import curve_examples, nbnlp_examples
+    from cellzoo.ranker.fit import join
+    from cellzoo.ranker.prior import DEFAULT_PRIOR, PRIOR_CONFIG, build_prior
 
     runs, wt2 = _nbnlp_runs(data)
-    ptb = nbnlp_examples(runs[:limit])[0]
-    ranker = build_prior(ptb, nbnlp_examples(wt2, "wikitext-2")[0] if wt2 else None,
-                         epochs=epochs)
+    curves = _epochs(curve_epochs)
+    datasets = [("ptb", runs[:limit])] + ([("wikitext-2", wt2)] if wt2 else [])
+    parts = [part for name, found in datasets
+             for part in (nbnlp_examples(found, name)[0],
+                          *([curve_examples(found, curves, name)] if curves else []))]
+    config = PRIOR_CONFIG if members is None else replace(PRIOR_CONFIG, members=members)
+    ranker = build_prior(join(parts), config, epochs=epochs)
     out = out or str(DEFAULT_PRIOR)
     ranker.save(out, with_prior=False)
     best = max(h["val_score"] for h in ranker.history)
-    click.echo(f"prior fitted on {len(ptb.targets)} PTB and {len(wt2 or [])} WikiText-2 runs in "
+    click.echo(f"prior fitted on {len(runs[:limit])} PTB and {len(wt2 or [])} WikiText-2 runs in "
                f"{len(ranker.history)} epochs (held-out tau {best:.3f}); saved {out}")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cellzoo.ranker.fit import ANY_TASK, DEFAULT_TASK, Examples, Ranker, RankerConfig, join
+from cellzoo.ranker.fit import ANY_TASK, DEFAULT_TASK, Examples, Ranker, RankerConfig
 from cellzoo.ranker.graph import VOCAB
 from cellzoo.ranker.nbnlp import STAND_INS, TARGETS
 
@@ -80,11 +80,11 @@ def from_prior(path: str | os.PathLike | None, task: str | None = None,
     return ranker
 
 
-def build_prior(ptb: Examples, wt2: Examples | None = None,
-                config: RankerConfig = PRIOR_CONFIG, epochs: int | None = None) -> Ranker:
-    """Fit a ranker on NAS-Bench-NLP examples (targets already named per dataset), then
-    give unseen node types their stand-ins' weights and name the heads new tasks start from."""
-    data = ptb if wt2 is None else join([ptb, wt2])
+def build_prior(data: Examples, config: RankerConfig = PRIOR_CONFIG,
+                epochs: int | None = None) -> Ranker:
+    """Fit a ranker on NAS-Bench-NLP examples (targets already named per dataset, see
+    `cellzoo.ranker.fit.join` for several), then give unseen node types their stand-ins'
+    weights and name the heads new tasks start from."""
     ranker = Ranker(config).fit(data, epochs=epochs)
     seen = {VOCAB[i] for i in np.unique(data.packed.op)}
     _copy_stand_ins(ranker, seen)

@@ -5,6 +5,7 @@ import math
 import random
 from itertools import islice
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -13,6 +14,7 @@ from cellzoo.ranker.evaluate import curve_examples, curve_target
 from cellzoo.ranker.fit import Ranker, RankerConfig
 from cellzoo.ranker.nbnlp import TARGETS, load_runs
 from cellzoo.ranker.plot import load_log, round_correlations
+from cellzoo.ranker.prior import from_prior
 from cellzoo.ranker.random_cells import random_tree
 
 RNN = "Tanh(Add(MM(x), MM(h)))"
@@ -95,6 +97,21 @@ def test_curve_examples_are_the_runs_learning_curves(small_nbnlp):
     assert list(fifth) == [r.val_losses[4] for r in reaching]
     assert not curves.diverged.any()
     assert curve_target("ptb", 5) not in TARGETS.values()
+
+
+def test_build_prior_with_members_and_curve_targets(small_nbnlp, tmp_path):
+    out = tmp_path / "prior.pt"
+    done = CliRunner().invoke(main, ["rank", "build-prior", "--data", str(small_nbnlp),
+                                     "--limit", "60", "--epochs", "1", "--members", "2",
+                                     "--curve-epochs", "1", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert "prior fitted on 60 PTB and 60 WikiText-2 runs" in done.output
+    ranker = from_prior(out, task="ptb")
+    assert len(ranker.model.nets) == 2 and ranker.config.members == 2
+    assert {curve_target("ptb", 1), curve_target("wikitext-2", 1)} <= set(ranker.model.targets)
+    cells = [RNN, "Tanh(Add(MM(x), Mult(MM(h), Sigmoid(MM(x)))))"]
+    # a search on ptb starts from the head of the final results, not of a curve point
+    assert np.allclose(ranker.score(cells), ranker.score(cells, TARGETS["ptb"]))
 
 
 def test_eval_nbnlp_errors_exit_2(small_nbnlp, tmp_path):
