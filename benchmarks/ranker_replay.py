@@ -13,7 +13,14 @@ trains no cell, so it costs only the ranker fits (seconds each).
 An approximation: the search refits when new results arrive, which can be within a round;
 the replay fits once per round on everything finished before it.
 
+``--every N`` replays every rung-0 result instead, in the order the search recorded them,
+in groups of N (the library and the random initial population too, which the search's
+ranker never scored): each group is predicted by both arms fitted on the results before
+it, so the first group is the prior's zero-shot ranking (nothing to fit on; the cold arm
+waits for 8 finished results, as the search's does). There is no live arm then.
+
     OMP_NUM_THREADS=1 python benchmarks/ranker_replay.py runs/ptb-ladder
+    OMP_NUM_THREADS=1 python benchmarks/ranker_replay.py runs/ptb-ladder --every 4
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -32,30 +40,52 @@ from cellzoo.ranker.prior import from_prior, prior_path
 ARMS = ("live", "prior", "cold")
 
 
-def replay(run_dir: RunDir, prior: str) -> list[dict]:
-    """Per round: the scored rung-0 candidates, the live prediction and both arms' own."""
+def replay(run_dir: RunDir, prior: str, every: int | None = None) -> list[dict]:
+    """Per group (a breeding round, or ``every`` results in order): the candidates' true
+    rung-0 log perplexity, the live prediction (rounds only) and both arms' own."""
     task = run_dir.config().task
     results = [r for r in run_dir.evaluations() if r.get("rung", 0) == 0]
-    exprs = {r["hash"]: r["expr"] for r in results}
-    scored = [r for r in run_dir.ranker_log()
-              if r.get("rung", 0) == 0 and r["true_log_ppl"] is not None]
     rows = []
-    for rnd in sorted({r["round"] for r in scored}):
-        seen = [(r["expr"], r["val_ppl"], r["status"], task) for r in results
-                if r["round"] < rnd and r["status"] != "failed"]
-        cands = [r for r in scored if r["round"] == rnd]
-        cells = [exprs[r["hash"]] for r in cands]
-        row = {"round": rnd, "fitted_on": len(seen), "n": len(cands),
-               "true": [r["true_log_ppl"] for r in cands],
-               "live": [r["predicted"] for r in cands]}
-        ok = sum(s == "ok" and v is not None and math.isfinite(v) for _, v, s, _ in seen)
+    for label, seen, cands in (_chunks(results, every) if every else _rounds(run_dir, results)):
+        fit_on = [(r["expr"], r["val_ppl"], r["status"], task) for r in seen
+                  if r["status"] != "failed"]
+        row = {"round": label, "fitted_on": len(fit_on), "n": len(cands),
+               "true": [c["true"] for c in cands],
+               **({"live": [c["live"] for c in cands]} if not every else {})}
+        ok = sum(s == "ok" and v is not None and math.isfinite(v) for _, v, s, _ in fit_on)
         for arm, path in (("prior", prior_path(prior)), ("cold", None)):
             if path is None and ok < MIN_RANKER_RUNS:
                 continue  # the search's cold ranker would not be fitted yet
-            ranker = from_prior(path, task=task).fit(seen)
-            row[arm] = [float(v) for v in ranker.predict(cells, task=task)[0]]
+            ranker = from_prior(path, task=task)
+            if fit_on:  # nothing recorded yet: the prior's zero-shot prediction
+                ranker.fit(fit_on)
+            row[arm] = [float(v) for v in ranker.predict([c["expr"] for c in cands], task=task)[0]]
         rows.append(row)
     return rows
+
+
+def _rounds(run_dir: RunDir, results: list[dict]) -> Iterator[tuple[int, list, list]]:
+    """The candidates the search's ranker scored, per breeding round, with what was recorded
+    before that round."""
+    exprs = {r["hash"]: r["expr"] for r in results}
+    scored = [r for r in run_dir.ranker_log()
+              if r.get("rung", 0) == 0 and r["true_log_ppl"] is not None]
+    for rnd in sorted({r["round"] for r in scored}):
+        cands = [{"expr": exprs[r["hash"]], "true": r["true_log_ppl"], "live": r["predicted"]}
+                 for r in scored if r["round"] == rnd]
+        yield rnd, [r for r in results if r["round"] < rnd], cands
+
+
+def _chunks(results: list[dict], every: int) -> Iterator[tuple[int, list, list]]:
+    """Every finished rung-0 result, in recorded order, ``every`` at a time, with the results
+    recorded before the group (diverged ones too)."""
+    for group, start in enumerate(range(0, len(results), every)):
+        cands = [{"expr": r["expr"], "true": math.log(r["val_ppl"])}
+                 for r in results[start:start + every]
+                 if r["status"] == "ok" and r["val_ppl"] is not None
+                 and math.isfinite(r["val_ppl"])]
+        if cands:
+            yield group, results[:start], cands
 
 
 def tau(rows: list[dict], arm: str) -> tuple[float, int]:
@@ -71,12 +101,16 @@ def main() -> None:
     parser.add_argument("run_dir", help="a finished (or running) search's run directory")
     parser.add_argument("--prior", default="default", help="the prior of the prior arm "
                         "(a file, or default for the shipped one)")
+    parser.add_argument("--every", type=int, default=None, metavar="N",
+                        help="replay every rung-0 result, N at a time (no live arm)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     run_dir = RunDir(args.run_dir)
-    if not (run_dir.is_search and run_dir.has_ranker_log):
+    if not (run_dir.is_search and (args.every or run_dir.has_ranker_log)):
         parser.error(f"{args.run_dir} is not the run directory of a search with the ranker on")
-    rows = replay(run_dir, args.prior)
+    if args.every is not None and args.every < 1:
+        parser.error("--every takes a group size of at least 1")
+    rows = replay(run_dir, args.prior, args.every)
     overall = {arm: dict(zip(("tau", "n"), tau(rows, arm), strict=True)) for arm in ARMS}
     per_round = [{"round": r["round"], "fitted_on": r["fitted_on"], "n": r["n"],
                   **{arm: tau([r], arm)[0] for arm in ARMS}} for r in rows]
