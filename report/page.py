@@ -660,8 +660,10 @@ def ranker_section(rep: Report) -> str:
         if done is None or len(done) < 2:
             scored = 0 if done is None else len(done)
             missing.append(f"{search.label}: the ranker has scored {scored} trained "
-                           f"candidates so far (it is fitted once the zoo holds "
-                           f"{MIN_RANKER_RUNS} ok runs under the search's training)")
+                           f"candidates so far (it scores bred candidates only, not the "
+                           f"library or the random initial population; without a prior it "
+                           f"also waits for {MIN_RANKER_RUNS} ok runs under the search's "
+                           f"training)")
             continue
         parts.append(_ranker_part(rep, search, log, done, len(parts)))
     if not parts:
