@@ -50,12 +50,13 @@ def curve_examples(runs: list[NBRun], epochs: Sequence[int],
     perplexity) after each of ``epochs``, one target per epoch (`curve_target`), for every
     run whose curve reaches that epoch with a finite loss. They train the shared trunk on
     more of what each training run measured; only the final result's head is judged."""
+    graphs = [recipe_to_graph(r.recipe) for r in runs]  # once, not once per epoch
     parts = []
     for epoch in epochs:
         rows = [(i, r.val_losses[epoch - 1]) for i, r in enumerate(runs)
                 if len(r.val_losses) >= epoch and math.isfinite(r.val_losses[epoch - 1])]
         index = np.array([i for i, _ in rows], dtype=np.int64)
-        parts.append(Examples(pack([recipe_to_graph(runs[i].recipe) for i in index]),
+        parts.append(Examples(pack([graphs[i] for i in index]),
                               np.array([loss for _, loss in rows]),
                               np.zeros(len(rows), dtype=bool),
                               [curve_target(dataset, epoch)] * len(rows)))
