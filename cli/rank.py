@@ -212,7 +212,13 @@ def build_prior_command(data: str | None, out: str | None, limit: int | None,
              for part in (nbnlp_examples(found, name)[0],
                           *([curve_examples(found, curves, name)] if curves else []))]
     config = PRIOR_CONFIG if members is None else replace(PRIOR_CONFIG, members=members)
-    ranker = build_prior(join(parts), config, epochs=epochs)
+    data = join(parts)
+    total = epochs or config.epochs
+    click.echo(f"fitting the prior on {len(data.targets):,} examples ({config.members} "
+               f"member(s), at most {total} epochs)", err=True)
+    ranker = build_prior(data, config, epochs=epochs, progress=lambda h: click.echo(
+        f"epoch {h['epoch'] + 1}/{total}: train loss {h['train_loss']:.4f}, held-out tau "
+        f"{h['val_score']:.3f}", err=True))
     out = out or str(DEFAULT_PRIOR)
     ranker.save(out, with_prior=False)
     best = max(h["val_score"] for h in ranker.history)

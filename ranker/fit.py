@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -188,10 +188,12 @@ class Ranker:
 
     # --- training -----------------------------------------------------------------------
 
-    def fit(self, runs: Iterable, epochs: int | None = None, warm: bool = False) -> Ranker:
+    def fit(self, runs: Iterable, epochs: int | None = None, warm: bool = False,
+            progress: Callable[[dict], None] | None = None) -> Ranker:
         """Train on runs. ``warm=True`` continues from the current weights (a cheap refit as
         results arrive); otherwise start afresh: from the prior if there is one (fine-tuning,
-        at ``finetune_lr`` for at most ``finetune_epochs``), else from initial weights."""
+        at ``finetune_lr`` for at most ``finetune_epochs``), else from initial weights.
+        ``progress`` gets each epoch's history entry as it ends."""
         data = runs if isinstance(runs, Examples) else examples(runs)
         if len(data.targets) == 0:
             raise ValueError("no usable runs to fit the ranker on (all failed, or none given)")
@@ -213,7 +215,7 @@ class Ranker:
             epochs = epochs or (cfg.finetune_epochs if len(val) else cfg.finetune_epochs_few)
         with torch.random.fork_rng():
             torch.manual_seed(self.config.seed + len(self.history))
-            self._train(data, z, train, val, epochs, lr, rng)
+            self._train(data, z, train, val, epochs, lr, rng, progress)
         return self
 
     def _restart(self) -> None:
@@ -252,7 +254,8 @@ class Ranker:
         return order[n_val:], order[:n_val]
 
     def _train(self, data: Examples, z: np.ndarray, train: np.ndarray, val: np.ndarray,
-               epochs: int, lr: float, rng: np.random.Generator) -> None:
+               epochs: int, lr: float, rng: np.random.Generator,
+               progress: Callable[[dict], None] | None = None) -> None:
         cfg = self.config
         heads = self._head_index(data.targets)
         opt = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
@@ -272,6 +275,8 @@ class Ranker:
             score = self._val_score(data, z, val, heads)
             self.history.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
                                  "val_score": score})
+            if progress is not None:
+                progress(self.history[-1])
             if score > best:
                 best, waited = score, 0
                 best_state = {k: v.clone() for k, v in self.model.state_dict().items()}

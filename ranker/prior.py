@@ -12,6 +12,7 @@ results train them. The package ships the result as `DEFAULT_PRIOR` (built by
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -81,11 +82,12 @@ def from_prior(path: str | os.PathLike | None, task: str | None = None,
 
 
 def build_prior(data: Examples, config: RankerConfig = PRIOR_CONFIG,
-                epochs: int | None = None) -> Ranker:
+                epochs: int | None = None,
+                progress: Callable[[dict], None] | None = None) -> Ranker:
     """Fit a ranker on NAS-Bench-NLP examples (targets already named per dataset, see
     `cellzoo.ranker.fit.join` for several), then give unseen node types their stand-ins'
-    weights and name the heads new tasks start from."""
-    ranker = Ranker(config).fit(data, epochs=epochs)
+    weights and name the heads new tasks start from. ``progress`` as in `Ranker.fit`."""
+    ranker = Ranker(config).fit(data, epochs=epochs, progress=progress)
     seen = {VOCAB[i] for i in np.unique(data.packed.op)}
     _copy_stand_ins(ranker, seen)
     ranker.like = {k: v for k, v in TASK_HEADS.items() if v in ranker.model.targets}

@@ -106,6 +106,7 @@ def test_build_prior_with_members_and_curve_targets(small_nbnlp, tmp_path):
                                      "--curve-epochs", "1", "--out", str(out)])
     assert done.exit_code == 0, done.output
     assert "prior fitted on 60 PTB and 60 WikiText-2 runs" in done.output
+    assert "epoch 1/1: train loss" in done.output  # progress, one line per epoch
     ranker = from_prior(out, task="ptb")
     assert len(ranker.model.nets) == 2 and ranker.config.members == 2
     assert {curve_target("ptb", 1), curve_target("wikitext-2", 1)} <= set(ranker.model.targets)
