@@ -8,7 +8,11 @@ from pathlib import Path
 
 import click
 
+from cellzoo.cli.types import IntList
 from cellzoo.common.errors import UserError
+
+#: NAS-Bench-NLP logs 50 epochs of validation loss
+NBNLP_EPOCHS = IntList(1, 50)
 
 
 @click.group()
@@ -124,13 +128,14 @@ def _load(path: str):
 @click.option("--epochs", type=click.IntRange(1), default=None, help="At most this many epochs.")
 @click.option("--members", type=click.IntRange(1), default=None,
               help="Networks in the ranker's ensemble, averaged (default: the ranker's).")
-@click.option("--curve-epochs", default="", metavar="E,E,...",
+@click.option("--curve-epochs", type=NBNLP_EPOCHS, default="", metavar="E,E,...",
               help="Also train on the training runs' validation loss after these epochs "
                    "(learning-curve targets), e.g. 1,5,20.")
 @click.option("--no-baseline", is_flag=True, help="Skip the random-forest baselines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def eval_nbnlp_command(train_size: int, test_size: int, seeds: int, data: str | None, loss: str,
-                       epochs: int | None, members: int | None, curve_epochs: str,
+                       epochs: int | None, members: int | None,
+                       curve_epochs: tuple[int, ...],
                        no_baseline: bool, as_json: bool) -> None:
     """Train on N NAS-Bench-NLP cells, test on others; ranker and forests side by side.
 
@@ -145,7 +150,7 @@ def eval_nbnlp_command(train_size: int, test_size: int, seeds: int, data: str | 
     try:
         result = eval_nbnlp(runs, train_size, test_size, seeds, config, baseline=not no_baseline,
                             progress=lambda line: click.echo(line, err=True), wt2_runs=wt2,
-                            curve_epochs=_epochs(curve_epochs))
+                            curve_epochs=curve_epochs)
     except ValueError as e:
         raise UserError(str(e)) from e
     if as_json:
@@ -156,17 +161,6 @@ def eval_nbnlp_command(train_size: int, test_size: int, seeds: int, data: str | 
     click.echo(f"{'model':13}" + "".join(f"{k:>17}" for k in keys))
     for model, m in result["mean"].items():
         click.echo(f"{model:13}" + "".join(f"{m[k]:17.3f}" for k in keys))
-
-
-def _epochs(text: str) -> list[int]:
-    """``--curve-epochs`` as epoch numbers (1 to 50, NAS-Bench-NLP's curve length)."""
-    try:
-        epochs = [int(e) for e in text.split(",") if e.strip()]
-    except ValueError:
-        raise UserError(f"--curve-epochs {text!r}: expected epoch numbers like 1,5,20") from None
-    if any(not 1 <= e <= 50 for e in epochs):
-        raise UserError(f"--curve-epochs {text!r}: epochs run from 1 to 50")
-    return epochs
 
 
 def _nbnlp_runs(data: str | None) -> tuple[list, list | None]:
@@ -194,10 +188,11 @@ def _nbnlp_runs(data: str | None) -> tuple[list, list | None]:
               help="At most this many epochs (default: the shipped prior's).")
 @click.option("--members", type=click.IntRange(1), default=None,
               help="Networks in the ensemble (default: the shipped prior's).")
-@click.option("--curve-epochs", default="", metavar="E,E,...",
+@click.option("--curve-epochs", type=NBNLP_EPOCHS, default="", metavar="E,E,...",
               help="Also train on the runs' validation loss after these epochs.")
 def build_prior_command(data: str | None, out: str | None, limit: int | None,
-                        epochs: int | None, members: int | None, curve_epochs: str) -> None:
+                        epochs: int | None, members: int | None,
+                        curve_epochs: tuple[int, ...]) -> None:
     """Pre-train the ranker on NAS-Bench-NLP's PTB and WikiText-2 runs; save it as a prior."""
     from dataclasses import replace
 
@@ -206,11 +201,10 @@ def build_prior_command(data: str | None, out: str | None, limit: int | None,
     from cellzoo.ranker.prior import DEFAULT_PRIOR, PRIOR_CONFIG, build_prior
 
     runs, wt2 = _nbnlp_runs(data)
-    curves = _epochs(curve_epochs)
     datasets = [("ptb", runs[:limit])] + ([("wikitext-2", wt2)] if wt2 else [])
     parts = [part for name, found in datasets
              for part in (nbnlp_examples(found, name)[0],
-                          *([curve_examples(found, curves, name)] if curves else []))]
+                          *([curve_examples(found, curve_epochs, name)] if curve_epochs else []))]
     config = PRIOR_CONFIG if members is None else replace(PRIOR_CONFIG, members=members)
     data = join(parts)
     total = epochs or config.epochs

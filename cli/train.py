@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from cellzoo.cli.defaults import default
+from cellzoo.cli.types import IntList
 from cellzoo.common.errors import UserError
 from cellzoo.common.paths import check_writable_dir
 from cellzoo.dsl.canonical import canonical_text
@@ -61,6 +62,9 @@ RESULT_NAME = "unstored-result.pt"  # a finished run waiting for `cellzoo zoo ad
               help="Set the hidden width so the model has CELL's parameter count (within 5%).")
 @click.option("--eval-tokens", type=click.IntRange(min=1), default=None,
               help="Cap on validation and test tokens.")
+@click.option("--eval-at", type=IntList(example="149188,447565"), default=None, metavar="N,N,...",
+              help="Also validate when training reaches these token counts (e.g. a ladder's "
+                   "rung budgets: a full run then records every prefix rung's result).")
 @click.option("--seed", type=int, default=None,
               help=f"Random seed (default {default(TrainConfig, 'seed')}).")
 @click.option("--device", type=click.Choice(DEVICES), default=None,

@@ -85,7 +85,7 @@ def test_eval_nbnlp_with_members_and_curve_targets(small_nbnlp):
     assert out["config"]["members"] == 2 and out["curve_epochs"] == [1, 5]
     assert set(out["mean"]) == {"ranker"} and -1 <= out["mean"]["ranker"]["tau"] <= 1
     bad = CliRunner().invoke(main, args[:-4] + ["--curve-epochs", "1,x", "--json"])
-    assert bad.exit_code == 2 and "expected epoch numbers" in bad.output
+    assert bad.exit_code == 2 and "expected whole numbers" in bad.output
 
 
 def test_curve_examples_are_the_runs_learning_curves(small_nbnlp):

@@ -130,6 +130,24 @@ def test_resumed_run_equals_uninterrupted(tmp_path):
     assert {p["lr"] for p in whole.curve} == {2.0, 1.0, 0.5}
 
 
+def test_eval_at_records_each_prefix_run_and_changes_nothing_else():
+    config = TINY.replace(budget_tokens=None, epochs=3, dropout=0.2, optimizer="sgd", lr=2.0,
+                          lr_decay=0.5, decay_after=1)
+    plain = Trainer(resolve_cell("LSTM"), config, SMALL_CORPUS).run()
+    points = config.replace(eval_at=[2_500, 700])
+    assert points.eval_at == (700, 2_500) and points.key() == config.key()
+    full = Trainer(resolve_cell("LSTM"), points, SMALL_CORPUS).run()
+    assert (full.val_ppl, full.test_ppl) == (plain.val_ppl, plain.test_ppl)
+    assert len(full.curve) == len(plain.curve) + 2
+    for budget in points.eval_at:
+        prefix = Trainer(resolve_cell("LSTM"), config.replace(epochs=None, budget_tokens=budget),
+                         SMALL_CORPUS).run()
+        at = next(p for p in full.curve if p["tokens"] >= budget)
+        assert at["tokens"] == prefix.tokens_trained and at["val_ppl"] == prefix.val_ppl
+    with pytest.raises(ValueError, match="eval_at"):
+        config.replace(eval_at=[0])
+
+
 def test_checkpoint_of_another_run_is_refused(tmp_path):
     config = TINY.replace(budget_tokens=400, eval_interval=200)
     assert train_cell("LSTM", config, checkpoint_dir=tmp_path).status == "ok"

@@ -44,6 +44,10 @@ class TrainConfig:
     (unset: per epoch of the data). A fidelity ladder's rungs use it (`evolve.ladder`).
     ``eval_interval``: tokens between validation points of the learning curve
     (None: once per epoch, or 5 points over a token budget).
+    ``eval_at``: more validation points, at these token counts (the first step that reaches
+    each). Evaluation changes nothing in training, so a full run with a ladder's rung
+    budgets here records what each prefix rung would have measured; for the same reason
+    ``eval_at`` is not part of `key`.
     """
 
     task: str = "synthetic"
@@ -69,8 +73,12 @@ class TrainConfig:
     eval_interval: int | None = None
     device: str = "auto"
     schedule_tokens: int | None = None
+    eval_at: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        self.eval_at = tuple(sorted({int(t) for t in self.eval_at}))
+        if self.eval_at and self.eval_at[0] < 1:
+            raise ValueError(f"eval_at token counts must be at least 1, got {self.eval_at[0]}")
         _choose("optimizer", self.optimizer, OPTIMIZERS)
         _choose("loss", self.loss, LOSSES)
         _choose("device", self.device, DEVICES)
@@ -118,13 +126,14 @@ class TrainConfig:
         return cls(**data)
 
     def key(self) -> str:
-        """Stable hex identity of everything that shapes the result (all fields but `device`).
+        """Stable hex identity of everything that shapes the result (all fields but `device`
+        and `eval_at`).
 
         Fields added after keys were first stored (`LATE_FIELDS`) enter the key only when
         set, so every earlier configuration keeps its key (and its zoo runs and checkpoints).
         """
         fields = {k: v for k, v in self.to_dict().items()
-                  if k != "device" and not (k in LATE_FIELDS and v is None)}
+                  if k not in ("device", "eval_at") and not (k in LATE_FIELDS and v is None)}
         fields.update(emb=self.emb_size, lr=self.learning_rate)  # unset and default are one
         text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:KEY_LENGTH]

@@ -369,9 +369,14 @@ class Trainer:
         if self._done():
             self._branch_point(None)
         val = None
-        if p.tokens >= p.next_eval or self._done():
+        if p.tokens >= p.next_eval or self._done() or self._reached_point(targets.numel()):
             val = self._validate(lr)
         self._report(value, val, lr)
+
+    def _reached_point(self, step_tokens: int) -> bool:
+        """Whether the step just taken reached one of the config's `eval_at` token counts."""
+        tokens = self.pos.tokens
+        return any(tokens - step_tokens < t <= tokens for t in self.config.eval_at)
 
     def _report(self, train_loss: float, val: float | None, lr: float) -> None:
         if self.progress is not None:
