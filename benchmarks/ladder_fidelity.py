@@ -20,6 +20,11 @@ below the one in progress) are deleted unless ``--keep-checkpoints``.
 same configuration key) is taken from there instead of trained. The top rung's
 configuration is the preset's own, so full runs of `cellzoo train CELL --preset P
 --match-params LSTM --lr RATE --zoo FILE` at a cell's probed rate count as top-rung results.
+On prefix rungs (``--schedule prefix``: the first tokens of the full run) such a full run
+also gives the lower rungs' validation results when its learning curve has a point where
+each rung would stop: `cellzoo train ... --eval-at B0,B1,...` with the ladder's budgets
+(printed first). Evaluation changes nothing in training, so that point is the rung run's
+result; its cost is counted as the full run's seconds times the rung's share of its tokens.
 
 It prints, per rung: its tokens and cost as a share of the full run (tokens; seconds per
 cell as measured), and Kendall tau / Spearman rho of its validation ranking against the top
@@ -189,8 +194,10 @@ def run_rung(expr: str, rung: int, ladder: Ladder, args: argparse.Namespace,
     stored = stored_run(expr, ladder, rung, rate, args)
     if stored is not None:
         journal.add(stored)
-        print(f"rung {rung} {key}: val {stored['result']['val_ppl']:.2f} test "
-              f"{stored['result']['test_ppl']:.2f} from {stored['zoo']}", flush=True)
+        where = ("the learning curve of the full run in " if stored.get("curve_point")
+                 else "") + stored["zoo"]
+        print(f"rung {rung} {key}: val {stored['result']['val_ppl']:.2f} from {where}",
+              flush=True)
         return
     if not train:
         return
@@ -206,17 +213,38 @@ def run_rung(expr: str, rung: int, ladder: Ladder, args: argparse.Namespace,
 
 def stored_run(expr: str, ladder: Ladder, rung: int, rate: float,
                args: argparse.Namespace) -> dict[str, Any] | None:
-    """The journal record of ``expr``'s run at ``rung`` found in a ``--zoo`` file, if any."""
-    config = ladder.configs(expr, load_corpus(ladder.base.task, args.data), rate,
-                            args.train_seed)[rung]
+    """The journal record of ``expr``'s run at ``rung`` found in a ``--zoo`` file, if any: a
+    run of the rung's own configuration, or (prefix rungs) the point of the cell's full run
+    whose learning curve reached the rung's budget in the step a rung run would stop at
+    (`cellzoo train --eval-at` puts points there)."""
+    configs = ladder.configs(expr, load_corpus(ladder.base.task, args.data), rate,
+                             args.train_seed)
+    fields = ("status", "val_ppl", "test_ppl", "seconds", "tokens_trained", "device")
     for zoo in args.zoos:
-        run = zoo.find_run(cell_hash(expr), config.key())
+        run = zoo.find_run(cell_hash(expr), configs[rung].key())
         if run is not None:
-            fields = ("status", "val_ppl", "test_ppl", "seconds", "tokens_trained", "device")
             return {"kind": "rung", "hash": run.hash, "expr": expr, "rung": rung, "lr": rate,
                     "zoo": str(zoo.path), "run_id": run.run_id,
                     "result": json_safe({f: getattr(run, f) for f in fields})}
+        full = None if ladder.schedule != "prefix" else zoo.find_run(cell_hash(expr),
+                                                                      configs[-1].key())
+        point = None if full is None else prefix_point(full.curve, configs[rung])
+        if point is not None:
+            result = {"status": "ok", "val_ppl": point["val_ppl"], "test_ppl": None,
+                      "tokens_trained": point["tokens"], "device": full.device,
+                      "seconds": full.seconds * point["tokens"] / full.tokens_trained}
+            return {"kind": "rung", "hash": full.hash, "expr": expr, "rung": rung, "lr": rate,
+                    "zoo": str(zoo.path), "run_id": full.run_id, "curve_point": True,
+                    "result": json_safe(result)}
     return None
+
+
+def prefix_point(curve: list[dict], config: TrainConfig) -> dict[str, Any] | None:
+    """The curve point where a run of ``config``'s budget would have stopped: the first at
+    or past the budget, within one step of it (None when the curve has no point there)."""
+    step = config.batch_size * config.bptt
+    point = next((p for p in curve if p["tokens"] >= config.budget_tokens), None)
+    return point if point is not None and point["tokens"] < config.budget_tokens + step else None
 
 
 def prune(root: Path, rung: int, lr: float) -> None:

@@ -102,3 +102,23 @@ def test_a_journal_of_another_ladder_is_refused(tmp_path):
     assert ("holds the journal of another ladder (schedule 'compressed' there, 'prefix' here)"
             in done.stderr)
     assert not (tmp_path / "ladder.json").exists()
+
+
+def test_prefix_rungs_are_read_from_a_full_runs_curve_points(tmp_path):
+    prefix = ["--schedule", "prefix", "--rungs", "3", "--no-proxy"]
+    run(tmp_path, "--max-rung", "0", *prefix)
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    probe = next(r for r in records if r["kind"] == "probe" and r["passed"])
+    ladder = Ladder("synthetic-small", rungs=3, top_tokens=60000, schedule="prefix")
+    configs = ladder.configs(probe["expr"], load_corpus("synthetic"), probe["lr"])
+    budgets = [c.budget_tokens for c in configs[:-1]]
+    with Zoo.open(tmp_path / "full.h5", "a") as zoo:  # `cellzoo train ... --eval-at B0,B1`
+        zoo.add_run(train_cell(probe["expr"], configs[-1].replace(eval_at=budgets)))
+    out = run(tmp_path, "--max-rung", "0", *prefix, "--zoo", str(tmp_path / "full.h5"))
+    assert f"rung 1 {probe['hash']}: val" in out and "learning curve of the full run" in out
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    rung1 = next(r for r in records if r["kind"] == "rung" and r["rung"] == 1)
+    assert rung1["curve_point"] and rung1["hash"] == probe["hash"]
+    assert rung1["result"]["val_ppl"] == train_cell(probe["expr"], configs[1]).val_ppl
+    rows = json.loads((tmp_path / "summary.json").read_text())
+    assert [(r["rung"], r["cells"]) for r in rows] == [(0, 3), (1, 1), (2, 1)]
