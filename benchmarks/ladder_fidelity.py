@@ -1,7 +1,8 @@
 """Ladder fidelity: does each rung of the fidelity ladder rank cells the way the full run does?
 
 Cells: the human library, the three best cells of the earlier PTB search (docs/results.md,
-"The search on PTB"), then seeded random valid cells, ``--cells`` in all (default 16).
+"What the 20k-token proxy got wrong"), then seeded random valid cells, ``--cells`` in all
+(default 16).
 Each cell's learning rate is probed at rung 0 (`cellzoo.evolve.probe`; a probe recorded
 under the older rule, which stopped at the first passing rate, is probed again); then every cell
 with a rate (also one no rate passed: the probe's `choose`) is trained through every
@@ -56,7 +57,7 @@ import numpy as np
 from cellzoo.common.io import json_safe
 from cellzoo.dsl import canonical_text, cell_hash, parse_cell
 from cellzoo.dsl.library import LIBRARY
-from cellzoo.evolve.ladder import SCHEDULES, Ladder, rung_dir, train_rung
+from cellzoo.evolve.ladder import SCHEDULES, Ladder, prefix_point, rung_dir, train_rung
 from cellzoo.evolve.probe import SCALES, RateOutcome, choose, descend, probe
 from cellzoo.evolve.variation import Variation
 from cellzoo.ranker.metrics import rank_metrics
@@ -237,14 +238,6 @@ def stored_run(expr: str, ladder: Ladder, rung: int, rate: float,
                     "zoo": str(zoo.path), "run_id": full.run_id, "curve_point": True,
                     "result": json_safe(result)}
     return None
-
-
-def prefix_point(curve: list[dict], config: TrainConfig) -> dict[str, Any] | None:
-    """The curve point where a run of ``config``'s budget would have stopped: the first at
-    or past the budget, within one step of it (None when the curve has no point there)."""
-    step = config.batch_size * config.bptt
-    point = next((p for p in curve if p["tokens"] >= config.budget_tokens), None)
-    return point if point is not None and point["tokens"] < config.budget_tokens + step else None
 
 
 def prune(root: Path, rung: int, lr: float) -> None:

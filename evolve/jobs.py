@@ -17,13 +17,16 @@ import math
 import traceback
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cellzoo.dsl import canonical_text, cell_hash, parse
 from cellzoo.evolve.config import ladder_of
 from cellzoo.evolve.ladder import train_rung
 from cellzoo.evolve.probe import probe
 from cellzoo.train import TrainConfig, TrainResult, train_cell
+
+if TYPE_CHECKING:
+    from cellzoo.zoo import Run
 
 #: a job whose worker dies is retried this many times in all, then recorded as failed
 MAX_ATTEMPTS = 3
@@ -89,3 +92,12 @@ def failed_result(job: Job, error: str) -> TrainResult:
         expr=canonical_text(parse(job.expr)), hash=job.hash, status="failed", val_ppl=math.nan,
         test_ppl=math.nan, params=0, tokens_per_s=math.nan, seconds=0.0, tokens_trained=0,
         curve=[], device="", error=error, config=TrainConfig.from_dict(job.config))
+
+
+def result_from_run(run: Run) -> TrainResult:
+    """A zoo run as a TrainResult (no curve or weights), for runs the search takes from it."""
+    return TrainResult(
+        expr=run.expr, hash=run.hash, status=run.status, val_ppl=run.val_ppl,
+        test_ppl=run.test_ppl, params=run.params, tokens_per_s=run.tokens_per_s,
+        seconds=run.seconds, tokens_trained=run.tokens_trained, curve=[], device=run.device,
+        error=run.error, config=TrainConfig.from_dict(run.config))

@@ -4,25 +4,29 @@ A ladder search (`SearchConfig.ladder`) trains each new candidate at rung 0 thro
 the learning-rate probe, and continues a cell at the next rung whenever ASHA's rule
 promotes it (`Asha.next_promotion`, asked first whenever an executor slot frees). A
 cell's rate, lineage and pre-filter scores stay with it up the ladder; its rung jobs
-checkpoint under the run directory's ``cells/<hash>/``. `Climb` holds all of it as plain
-data for the search's checkpoint.
+checkpoint under the run directory's ``cells/<hash>/``. A promotion whose result the zoo
+already holds, from a full run of the cell at its rate, is taken from there untrained
+(`Climb.stored`). `Climb` holds all of it as plain data for the search's checkpoint.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cellzoo.evolve.config import SearchConfig
-from cellzoo.evolve.jobs import Job
-from cellzoo.evolve.ladder import Asha, Ladder
+from cellzoo.evolve.jobs import Job, result_from_run
+from cellzoo.evolve.ladder import Asha, Ladder, prefix_point
 from cellzoo.evolve.rundir import RunDir
 from cellzoo.train import TrainResult
+from cellzoo.train.config import NOT_LEARNED
 from cellzoo.train.corpus import Corpus
 from cellzoo.zoo import Run, Zoo
 
-#: TrainConfig fields that differ between cells at one rung (width, probed rate, device)
-PER_CELL = ("hidden", "lr", "device")
+#: TrainConfig fields that differ between cells at one rung (width, probed rate), and those
+#: that change nothing learned (device, extra evaluation points)
+PER_CELL = ("hidden", "lr", *NOT_LEARNED)
 
 
 def recipe(config: dict[str, Any]) -> dict[str, Any]:
@@ -32,9 +36,9 @@ def recipe(config: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class RungScope:
-    """A ladder search's `breeding.Scope`: nothing is reused from the zoo (a cell's rate
-    comes from its own probe and its promotions from its own checkpoints); the pre-filter
-    is fitted on the zoo's runs under rung 0's recipe, at any width and rate."""
+    """A ladder search's `breeding.Scope`: no new candidate is reused from the zoo (a cell's
+    rate comes from its own probe; only promotions may be, see `Climb.stored`); the
+    pre-filter is fitted on the zoo's runs under rung 0's recipe, at any width and rate."""
 
     rung0: dict[str, Any]
 
@@ -81,6 +85,27 @@ class Climb:
         cell = self.cells[cell_hash]
         return self.job(job_id, cell["expr"], cell["lineage"], rung, cell["lr"],
                         score=cell["score"], predicted=cell["predicted"], round=cell["round"])
+
+    def stored(self, job: Job, zoo: Zoo) -> tuple[TrainResult, str] | None:
+        """A promotion's result that needs no training, with the zoo run it comes from: the
+        cell's full run at its rate (the top rung's configuration, seed 0, as `cellzoo train
+        CELL --preset P --match-params REF --lr RATE --zoo Z` stores it) is its top-rung
+        result, and on prefix rungs that run's learning-curve point at a lower rung's budget
+        (`ladder.prefix_point`) is that rung's validation result. None when the zoo holds no
+        such run or point."""
+        configs = self.ladder.configs(job.expr, self.corpus, job.lr)
+        full = zoo.find_run(job.hash, configs[-1].key())
+        if full is None or full.status != "ok":
+            return None
+        if job.rung == len(configs) - 1:
+            return replace(result_from_run(full), seconds=0.0), full.run_id
+        point = prefix_point(full.curve, configs[job.rung]) \
+            if self.ladder.schedule == "prefix" else None
+        if point is None:
+            return None
+        return replace(result_from_run(full), val_ppl=point["val_ppl"], test_ppl=math.nan,
+                       tokens_trained=point["tokens"], seconds=0.0,
+                       config=configs[job.rung]), full.run_id
 
     def can_promote(self) -> bool:
         return any(self.asha.promotable(k) for k in range(self.asha.rungs - 1))

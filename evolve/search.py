@@ -43,7 +43,7 @@ from cellzoo.evolve.breeding import Breeder, KeyScope
 from cellzoo.evolve.candidates import Candidate, PreFilter, Proposer
 from cellzoo.evolve.config import SearchConfig
 from cellzoo.evolve.executors import Executor, make_executor
-from cellzoo.evolve.jobs import Job
+from cellzoo.evolve.jobs import Job, result_from_run
 from cellzoo.evolve.population import Member, make_strategy
 from cellzoo.evolve.rundir import CheckpointError, RunDir
 from cellzoo.evolve.rungs import Climb
@@ -203,6 +203,8 @@ class Search:
         """Submit queued jobs while slots are free, making new rounds as needed."""
         while len(self.in_flight) < self.executor.slots and not self.finished:
             job = self._promotion()
+            if job is not None and self._take_stored(job):
+                continue
             if job is None:
                 if not self.queue:
                     if self._remaining() <= 0 or self._at_barrier():
@@ -221,6 +223,17 @@ class Search:
         if job is not None:
             self.counters.next_job += 1
         return job
+
+    def _take_stored(self, job: Job) -> bool:
+        """Record a promotion whose result the zoo already holds (`Climb.stored`) without
+        training it; False when it holds none."""
+        found = self.climb.stored(job, self.zoo)
+        if found is None:
+            return False
+        result, run_id = found
+        self.in_flight[job.job_id] = job
+        self._record_trained(job, result, run_id=run_id, reused=True)
+        return True
 
     def _new_in_flight(self) -> int:
         return sum(job.rung == 0 for job in self.in_flight.values())
@@ -270,22 +283,23 @@ class Search:
 
     # ---- recording results ---------------------------------------------------------------
 
-    def _record_trained(self, job: Job, result: TrainResult, run_id: str | None = None) -> None:
+    def _record_trained(self, job: Job, result: TrainResult, run_id: str | None = None,
+                        reused: bool = False) -> None:
         """A finished job: into the zoo (unless it is there already as ``run_id``), then into
-        the population."""
+        the population. ``reused``: a promotion taken from a stored run, not trained."""
         if job.job_id not in self.in_flight:
             return
         del self.in_flight[job.job_id]
         if run_id is None:
             run_id = self.zoo.add_run(result, lineage=job.lineage)
-        self.counters.trained += 1
-        self.counters.promoted += job.rung > 0
+        self.counters.trained += not reused
+        self.counters.promoted += job.rung > 0 and not reused
         if self.climb is not None:
             self.climb.record(job, result)
         lineage = job.lineage
         member = Member(job.hash, result.expr, result.status, float(result.val_ppl),
                         self.counters.evaluated, lineage["origin"], lineage["generation"],
-                        rung=job.rung)
+                        reused=reused, rung=job.rung)
         if lineage["origin"] == "controller" and job.rung == 0:
             self.breeder.proposed_result(result)
         if job.predicted is not None:
@@ -382,12 +396,3 @@ class Search:
             rows[row["hash"]] = row
         ok = [r for r in rows.values() if r["status"] == "ok" and r["val_ppl"] is not None]
         return sorted(ok, key=lambda r: (-r.get("rung", 0), r["val_ppl"], r["n"]))[:k]
-
-
-def result_from_run(run: Run) -> TrainResult:
-    """A zoo run as a TrainResult (no curve or weights), for runs the search takes from it."""
-    return TrainResult(
-        expr=run.expr, hash=run.hash, status=run.status, val_ppl=run.val_ppl,
-        test_ppl=run.test_ppl, params=run.params, tokens_per_s=run.tokens_per_s,
-        seconds=run.seconds, tokens_trained=run.tokens_trained, curve=[], device=run.device,
-        error=run.error, config=TrainConfig.from_dict(run.config))

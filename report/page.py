@@ -38,6 +38,7 @@ from cellzoo.ranker import plot as ranker_plot
 from cellzoo.ranker.metrics import rank_metrics
 from cellzoo.report import html as h
 from cellzoo.train import PRESETS, load_corpus
+from cellzoo.train.config import NOT_LEARNED
 from cellzoo.zoo import Run, Zoo, ZooError
 from cellzoo.zoo.render import lineage_text
 
@@ -279,8 +280,10 @@ def _length(config: dict) -> str:
 
 
 #: what a run may change and still follow its preset: width (`--match-params`), learning
-#: rate, seed, device, and a ladder rung's token budget and schedule
-PRESET_FREE = ("hidden", "emb", "lr", "seed", "device", "budget_tokens", "schedule_tokens")
+#: rate, seed, a ladder rung's token budget and schedule, and what changes nothing learned
+#: (device, extra evaluation points)
+PRESET_FREE = ("hidden", "emb", "lr", "seed", "budget_tokens", "schedule_tokens",
+               *NOT_LEARNED)
 
 
 def preset_of(config: dict) -> str | None:

@@ -31,7 +31,7 @@ from cellzoo.evolve.progress import best_curves, progress_frame
 from cellzoo.evolve.rundir import RunDir
 from cellzoo.evolve.rungs import Climb
 from cellzoo.evolve.search import Search
-from cellzoo.train import load_corpus
+from cellzoo.train import load_corpus, train_cell
 from cellzoo.zoo import Zoo
 
 pytestmark = pytest.mark.slow
@@ -352,3 +352,33 @@ def test_a_cell_no_probe_rate_passes_competes_and_one_that_always_diverges_does_
     promoted = climb.promotion(2)  # the best half of rung 0: the ReLU-RNN, at its rate
     assert (promoted.hash, promoted.rung, promoted.lr) == (jobs[0].hash, 1, learns.config.lr)
     assert climb.promotion(3) is None
+
+
+def test_a_promotion_the_zoo_already_holds_is_taken_untrained(reference, tmp_path):
+    """A full run of a cell at its probed rate, stored in the search's zoo with points at the
+    rung budgets (`cellzoo train --eval-at`), serves that cell's promotions: the results the
+    reference search trained, read from that run, and fewer trainings."""
+    _, toml, _, result = reference
+    top = next(r for r in result["log"] if r["rung"] == 2)
+    ladder = resolve(load_toml(toml), {}).make_ladder()
+    configs = ladder.configs(top["expr"], load_corpus("synthetic"), top["lr"])
+    zoo = tmp_path / "seeded.h5"
+    with Zoo.open(zoo, "a") as z:  # as `cellzoo train CELL --preset ... --eval-at B0,B1 --zoo`
+        stored = z.add_run(train_cell(top["expr"], configs[-1].replace(
+            eval_at=[c.budget_tokens for c in configs[:-1]])))
+    done = subprocess.run(evolve_cmd(toml, zoo, tmp_path / "run", "--json"), env=env(),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    again = outcome(zoo, tmp_path / "run")
+
+    def results(log: list[dict]) -> list[tuple]:
+        return [(r["hash"], r["rung"], r["status"], r["val_ppl"]) for r in log]
+
+    assert results(again["log"]) == results(result["log"])
+    log = [json.loads(line) for line in (tmp_path / "run" / "evaluations.jsonl").read_text()
+           .splitlines()]
+    taken = [r for r in log if r["hash"] == top["hash"] and r["rung"] > 0]
+    assert [r["rung"] for r in taken] == [1, 2]
+    assert all(r["reused"] and r["run_id"] == stored and r["seconds"] == 0 for r in taken)
+    assert again["counters"]["trained"] == result["counters"]["trained"] - 2
+    assert again["asha"] == result["asha"]

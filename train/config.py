@@ -26,6 +26,9 @@ TASKS = ("synthetic", "ptb", "ptb-char", "wikitext-2")
 DEFAULT_LR = {"sgd": 20.0, "adam": 3e-3}
 
 KEY_LENGTH = 16
+#: fields that change nothing that is learned: left out of `TrainConfig.key` (and of the
+#: recipe comparisons built on it)
+NOT_LEARNED = ("device", "eval_at")
 #: fields newer than the stored keys: left out of `TrainConfig.key` while unset
 LATE_FIELDS = ("schedule_tokens",)
 
@@ -114,7 +117,8 @@ class TrainConfig:
         return self.tie_weights and self.emb_size == self.hidden
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain JSON types (``eval_at`` as a list), as the zoo stores and returns it."""
+        return dataclasses.asdict(self) | {"eval_at": list(self.eval_at)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -133,7 +137,7 @@ class TrainConfig:
         set, so every earlier configuration keeps its key (and its zoo runs and checkpoints).
         """
         fields = {k: v for k, v in self.to_dict().items()
-                  if k not in ("device", "eval_at") and not (k in LATE_FIELDS and v is None)}
+                  if k not in NOT_LEARNED and not (k in LATE_FIELDS and v is None)}
         fields.update(emb=self.emb_size, lr=self.learning_rate)  # unset and default are one
         text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:KEY_LENGTH]

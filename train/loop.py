@@ -34,7 +34,7 @@ from cellzoo.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from cellzoo.train.config import TrainConfig, TrainResult
+from cellzoo.train.config import NOT_LEARNED, TrainConfig, TrainResult
 from cellzoo.train.corpus import Corpus, load_corpus
 from cellzoo.train.model import LanguageModel, build_model, count_params, detach_state
 
@@ -198,8 +198,9 @@ def lr_at(config: TrainConfig, tokens: int, epoch: int) -> float:
     return lr_for_epoch(config, tokens * config.epochs // config.schedule_tokens + 1)
 
 
-#: fields in which a run may differ from the run whose branch checkpoint it continues
-BRANCH_FREE = ("budget_tokens", "schedule_tokens", "device")
+#: fields in which a run may differ from the run whose branch checkpoint it continues (and
+#: `NOT_LEARNED`)
+BRANCH_FREE = ("budget_tokens", "schedule_tokens")
 
 
 class Trainer:
@@ -269,9 +270,9 @@ class Trainer:
         if payload is None:
             raise CheckpointError(f"no branch checkpoint in {self.branch_dir} (expected "
                                   f"{Path(self.branch_dir) / BRANCH_NAME})")
-        other = TrainConfig.from_dict(payload["config"])
-        differ = sorted(k for k, v in other.to_dict().items()
-                        if k not in BRANCH_FREE and getattr(self.config, k) != v)
+        mine, other = self.config.to_dict(), TrainConfig.from_dict(payload["config"]).to_dict()
+        differ = sorted(k for k, v in other.items()
+                        if k not in BRANCH_FREE + NOT_LEARNED and mine[k] != v)
         pos = Position(**payload["position"])
         if payload["hash"] != self.hash or differ:
             raise CheckpointError(f"{self.branch_dir}: the branch checkpoint is of another cell "
