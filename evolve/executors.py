@@ -16,6 +16,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -61,10 +63,26 @@ class InlineExecutor:
         self._queue.clear()
 
 
-def _init_worker(threads: int) -> None:
+#: seconds between a pool worker's checks that the search that started it is alive
+PARENT_POLL = 2.0
+
+
+def _init_worker(threads: int, parent: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Stop this worker once ``parent``, the search process that spawned it, is gone (killed
+    by SIGKILL, or by SIGTERM, which ends it without cleanup). Otherwise the worker trains
+    its job on for up to hours, beside the resumed search that trains the same job in the
+    same checkpoint folder, and its result goes nowhere. The pid is passed in rather than
+    read here because the search may already be gone when the worker starts."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    os._exit(1)
 
 
 class ProcessExecutor:
@@ -81,7 +99,7 @@ class ProcessExecutor:
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(
                 self.slots, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker, initargs=(self.threads,))
+                initializer=_init_worker, initargs=(self.threads, os.getpid()))
         return self._pool
 
     def submit(self, job: Job) -> None:

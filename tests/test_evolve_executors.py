@@ -7,6 +7,8 @@ import math
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -103,3 +105,48 @@ def test_make_executor_names():
     assert make_executor("process", 2).slots == 2
     with pytest.raises(ValueError, match="choose inline, process or ray"):
         make_executor("cluster")
+
+
+#: starts a pool on a job that trains for many minutes, prints the worker's pid, and waits
+#: to be killed
+ORPHAN = """
+import sys, time
+from cellzoo.evolve.executors import ProcessExecutor
+from cellzoo.evolve.jobs import Job
+from cellzoo.train import TrainConfig
+config = TrainConfig.proxy("synthetic", hidden=64, budget_tokens=50_000_000).to_dict()
+pool = ProcessExecutor(workers=1, threads_per_worker=1)
+pool.submit(Job(0, "Tanh(Add(MM(x), MM(h)))", config))
+while not pool._pool._processes:
+    time.sleep(0.05)
+print(*pool._pool._processes, flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting to be reaped is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+def test_pool_workers_stop_when_the_search_is_killed():
+    search = subprocess.Popen([sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(pid) for pid in search.stdout.readline().split()]
+        assert workers and all(_running(pid) for pid in workers)
+    finally:
+        search.kill()  # SIGKILL: no cleanup in the search process
+        search.wait()
+    deadline = time.monotonic() + 120  # a liveness bound, far above the worker's 2 s poll
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = [pid for pid in workers if _running(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "a pool worker kept training after its search was killed"
