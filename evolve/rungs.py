@@ -93,6 +93,10 @@ class Climb:
         result, and on prefix rungs that run's learning-curve point at a lower rung's budget
         (`ladder.prefix_point`) is that rung's validation result. None when the zoo holds no
         such run or point."""
+        mine = job.lineage.get("search_id")
+        if not any(run.hash == job.hash and run.search_id != mine
+                   for run in zoo.runs(status="ok")):
+            return None  # no run of this cell but the search's own: spare finding its width
         configs = self.ladder.configs(job.expr, self.corpus, job.lr)
         full = zoo.find_run(job.hash, configs[-1].key())
         if full is None or full.status != "ok":
