@@ -83,6 +83,7 @@ def run_ladder_job(job: Job) -> TrainResult:
     found = probe(job.expr, ladder, 0, job.checkpoint, job.data_dir,
                   scales=tuple(job.ladder["probe"]))
     found.result.error = found.note() or found.result.error
+    found.result.probe_seconds = found.seconds
     return found.result
 
 

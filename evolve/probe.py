@@ -90,13 +90,14 @@ def descend(outcomes: list[RateOutcome]) -> bool:
 @dataclass
 class ProbeResult:
     """The chosen rate (None when every rate diverged or failed), whether it passed, every
-    rate tried, and the rung-0 result of the chosen rate (of the last rate tried when
-    there is none)."""
+    rate tried, the rung-0 result of the chosen rate (of the last rate tried when there is
+    none), and the seconds of every rate's run together (the probe's cost)."""
 
     lr: float | None
     passed: bool
     outcomes: list[RateOutcome]
     result: TrainResult
+    seconds: float
 
     def note(self) -> str | None:
         """Why no rate passed, rate by rate (None when one did)."""
@@ -156,4 +157,5 @@ def probe(cell: Node | str, ladder: Ladder, seed: int, checkpoint_root: str | Pa
         if not descend(outcomes):
             break
     rate, passed = choose(outcomes)
-    return ProbeResult(rate, passed, outcomes, results.get(rate, result))
+    return ProbeResult(rate, passed, outcomes, results.get(rate, result),
+                       sum(r.seconds for r in results.values()))

@@ -308,7 +308,8 @@ class Search:
                 "predicted": job.predicted, "score": job.score,
                 "true_log_ppl": math.log(member.val_ppl) if member.fitness > -math.inf
                 else None, "status": result.status})
-        self._admit(member, lineage, job.round, run_id, result.seconds)
+        seconds = result.seconds if result.probe_seconds is None else result.probe_seconds
+        self._admit(member, lineage, job.round, run_id, seconds)
 
     def _record_reused(self, cand: Candidate, run: Run, round_index: int) -> None:
         self.counters.reused += 1

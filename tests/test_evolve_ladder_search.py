@@ -112,6 +112,12 @@ def test_the_ladder_search_promotes_and_ranks_within_rungs(reference):
     assert all(len(set(k)) == len(k) for k in keys.values())  # each rung its own config key
     with Zoo.open(tmp / "ref.h5", "r") as zoo:  # the probed rate is in the stored config
         assert [run.config["lr"] for run in zoo.runs()] == [row["lr"] for row in log]
+        # a rung-0 row's seconds are its whole probe's; the zoo run's, the chosen rate's run
+        rows = [json.loads(line) for line in (tmp / "ref" / "evaluations.jsonl").open()]
+        probed = [(row["seconds"], zoo.run(row["run_id"]).seconds) for row in rows
+                  if row["rung"] == 0]
+        assert all(whole >= run for whole, run in probed)
+        assert any(whole > run for whole, run in probed)  # a probe that tried both rates
         assert {run.config["budget_tokens"] for run in zoo.runs()} == {9000, 18000, 36000}
     best = summary["top"][0]  # the best cell is ranked at the highest rung reached
     assert best["rung"] == 2

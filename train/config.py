@@ -227,11 +227,15 @@ class TrainResult:
     error: str | None
     config: TrainConfig
     state_dict: dict[str, Any] | None = field(default=None, repr=False)
+    #: a ladder's rung-0 result: the seconds of the learning-rate probe that produced it,
+    #: every rate's run together (``seconds`` is the chosen rate's run alone)
+    probe_seconds: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A strictly JSON-serialisable dict (no state_dict; non-finite floats become None)."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in ("state_dict", "config")}
+                if f.name not in ("state_dict", "config")
+                and not (f.name == "probe_seconds" and self.probe_seconds is None)}
         data["config"] = self.config.to_dict()
         data["config_key"] = self.config.key()
         return json_safe(data)
