@@ -26,6 +26,9 @@ also gives the lower rungs' validation results when its learning curve has a poi
 each rung would stop: `cellzoo train ... --eval-at B0,B1,...` with the ladder's budgets
 (printed first). Evaluation changes nothing in training, so that point is the rung run's
 result; its cost is counted as the full run's seconds times the rung's share of its tokens.
+A cell's rung-0 run that a ladder search stored in such a zoo (same ladder) gives its
+probe: the rate that search's probe chose and its rung-0 result, without probing again
+(the record keeps no per-rate outcomes).
 
 It prints, per rung: its tokens and cost as a share of the full run (tokens; seconds per
 cell as measured), and Kendall tau / Spearman rho of its validation ranking against the top
@@ -143,6 +146,8 @@ def run_probe(expr: str, ladder: Ladder, args: argparse.Namespace, journal: Jour
         journal.add({"kind": "skip", "hash": key, "expr": expr, "error": str(err)})
         print(f"skip {expr}: {err}", flush=True)
         return
+    if take_search_probe(expr, ladder, args, journal):
+        return
     root = args.out / "runs" / key
     found = probe(expr, ladder, args.train_seed, root, args.data)
     journal.add(result_record("rung", expr, 0, found.result))
@@ -158,10 +163,41 @@ def run_probe(expr: str, ladder: Ladder, args: argparse.Namespace, journal: Jour
             prune(root, 0, found.lr)
 
 
+def take_search_probe(expr: str, ladder: Ladder, args: argparse.Namespace,
+                      journal: Journal) -> bool:
+    """Record the probe of a ladder search instead of probing again: a rung-0 run of the cell
+    that a search stored in a ``--zoo`` file under this ladder's rung-0 configuration (at the
+    rate its probe chose, with the same rule) gives the rate and the rung-0 result. The
+    search's run keeps no per-rate outcomes, so the record has none (and is never stale)."""
+    corpus = load_corpus(ladder.base.task, args.data)
+    for zoo in args.zoos:
+        for run in zoo.runs():
+            if run.hash != cell_hash(expr) or run.search_id is None:
+                continue
+            config = ladder.configs(expr, corpus, run.config["lr"], args.train_seed)[0]
+            if run.config_key != config.key():
+                continue
+            ok = run.status == "ok"
+            passed = ok and not (run.error or "").startswith("no rate passed")
+            fields = ("status", "val_ppl", "test_ppl", "seconds", "tokens_trained", "device")
+            journal.add({"kind": "rung", "hash": run.hash, "expr": expr, "rung": 0,
+                         "lr": run.config["lr"], "zoo": str(zoo.path), "run_id": run.run_id,
+                         "result": json_safe({f: getattr(run, f) for f in fields})})
+            journal.add({"kind": "probe", "hash": run.hash, "expr": expr,
+                         "lr": run.config["lr"] if ok else None, "passed": passed,
+                         "outcomes": [], "zoo": str(zoo.path), "run_id": run.run_id})
+            print(f"probe {run.hash}: lr {run.config['lr']} (passed: {passed}) val "
+                  f"{run.val_ppl:.2f} from the search in {zoo.path}", flush=True)
+            return True
+    return False
+
+
 def stale(record: dict[str, Any]) -> bool:
     """Whether a probe record was written under the older rule that stopped at the first
     passing rate, where today's probe would try the next rate (`descend`): probed again
     (runs pruned from the checkpoints are trained again, to the same results)."""
+    if "zoo" in record:  # taken from a search's probe (`take_search_probe`)
+        return False
     outcomes = [RateOutcome.from_json(o) for o in record["outcomes"]]
     return record["lr"] is not None and len(outcomes) < len(SCALES) and descend(outcomes)
 
@@ -391,12 +427,12 @@ def main() -> None:
     cells = fidelity_cells(args.cells, args.seed)
     print(f"ladder {ladder.preset}: rungs of {budgets} tokens; {len(cells)} cells", flush=True)
     last = len(budgets) - 1 if args.max_rung is None else min(args.max_rung, len(budgets) - 1)
-    for expr in cells:
-        run_probe(expr, ladder, args, journal)
-        if not args.no_proxy:
-            run_proxy(expr, args, journal)
     with ExitStack() as stack:  # the --zoo files, opened once for every lookup
         args.zoos = [stack.enter_context(Zoo.open(path)) for path in args.zoo]
+        for expr in cells:
+            run_probe(expr, ladder, args, journal)
+            if not args.no_proxy:
+                run_proxy(expr, args, journal)
         for rung in range(1, len(budgets)):  # above --max-rung: only runs found in --zoo
             for expr in cells:
                 run_rung(expr, rung, ladder, args, journal, train=rung <= last)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cellzoo.dsl import canonical_text, parse_cell
+from cellzoo.dsl.library import LIBRARY
 from cellzoo.evolve.ladder import Ladder
 from cellzoo.train import load_corpus, train_cell
 from cellzoo.zoo import Zoo
@@ -122,3 +124,20 @@ def test_prefix_rungs_are_read_from_a_full_runs_curve_points(tmp_path):
     assert rung1["result"]["val_ppl"] == train_cell(probe["expr"], configs[1]).val_ppl
     rows = json.loads((tmp_path / "summary.json").read_text())
     assert [(r["rung"], r["cells"]) for r in rows] == [(0, 3), (1, 1), (2, 1)]
+
+
+def test_a_searchs_stored_probe_is_taken_instead_of_probing(tmp_path):
+    ladder = Ladder("synthetic-small", rungs=2, top_tokens=60000)
+    lstm = canonical_text(parse_cell(LIBRARY["LSTM"].expr))
+    config = ladder.configs(lstm, load_corpus("synthetic"), 0.5)[0]
+    with Zoo.open(tmp_path / "search.h5", "a") as zoo:  # as a ladder search stores rung 0
+        stored = zoo.add_run(train_cell(lstm, config),
+                             lineage={"origin": "library", "search_id": "s1"})
+    out = run(tmp_path / "out", "--max-rung", "0", "--no-proxy", "--zoo",
+              str(tmp_path / "search.h5"))
+    assert out.count("probe ") == 3 and out.count("from the search in") == 1
+    records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text()
+               .splitlines()]
+    probe = next(r for r in records if r["kind"] == "probe" and r["expr"] == lstm)
+    assert (probe["lr"], probe["passed"], probe["run_id"]) == (0.5, True, stored)
+    assert run(tmp_path / "out", "--max-rung", "0", "--no-proxy").count("probe ") == 0
