@@ -57,6 +57,8 @@ def test_diverged_run_gives_null_perplexities(run):
     (["tanh-RNN", *TINY, "--epochs", "1"], "not both"),
     (["tanh-RNN", "--task", "ptb", "--data", "/nonexistent"], "cellzoo data fetch ptb"),
     ([], "missing CELL"),
+    (["tanh-RNN", *TINY, "--eval-at", "100,0"], "each number must be at least 1 (got 0)"),
+    (["tanh-RNN", *TINY, "--eval-at", "1e5"], "expected whole numbers"),
 ])
 def test_errors_exit_2_with_a_message(run, args, message):
     result = run("train", *args)
