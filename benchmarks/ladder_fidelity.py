@@ -2,7 +2,7 @@
 
 Cells: the human library, the three best cells of the earlier PTB search (docs/results.md,
 "What the 20k-token proxy got wrong"), then seeded random valid cells, ``--cells`` in all
-(default 16).
+(default 16); then each ``--cell EXPR`` (a ladder search's best cells, say).
 Each cell's learning rate is probed at rung 0 (`cellzoo.evolve.probe`; a probe recorded
 under the older rule, which stopped at the first passing rate, is probed again); then every cell
 with a rate (also one no rate passed: the probe's `choose`) is trained through every
@@ -59,7 +59,7 @@ import numpy as np
 
 from cellzoo.common.io import json_safe
 from cellzoo.dsl import canonical_text, cell_hash, parse_cell
-from cellzoo.dsl.library import LIBRARY
+from cellzoo.dsl.library import LIBRARY, resolve_cell
 from cellzoo.evolve.ladder import SCHEDULES, Ladder, prefix_point, rung_dir, train_rung
 from cellzoo.evolve.probe import SCALES, RateOutcome, choose, descend, probe
 from cellzoo.evolve.variation import Variation
@@ -397,6 +397,9 @@ def main() -> None:
     parser.add_argument("--data", default=None)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cells", type=int, default=16)
+    parser.add_argument("--cell", action="append", default=[], metavar="EXPR",
+                        help="one more cell (DSL text or a library name), e.g. a search's "
+                             "best (repeatable)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random cells")
     parser.add_argument("--train-seed", type=int, default=0)
     parser.add_argument("--eta", type=int, default=3)
@@ -418,6 +421,10 @@ def main() -> None:
         budgets = ladder.budgets(load_corpus(ladder.base.task, args.data))
     except ValueError as err:
         parser.error(str(err))
+    try:
+        extra = [canonical_text(resolve_cell(expr)) for expr in args.cell]
+    except ValueError as err:
+        parser.error(f"--cell: {err}")
     args.out.mkdir(parents=True, exist_ok=True)
     mismatch = same_ladder(args.out, {"preset": ladder.preset, "schedule": ladder.schedule,
                                       "budgets": budgets, "train_seed": args.train_seed})
@@ -425,6 +432,7 @@ def main() -> None:
         parser.error(mismatch)
     journal = Journal(args.out / "results.jsonl")
     cells = fidelity_cells(args.cells, args.seed)
+    cells += [expr for expr in dict.fromkeys(extra) if expr not in cells]
     print(f"ladder {ladder.preset}: rungs of {budgets} tokens; {len(cells)} cells", flush=True)
     last = len(budgets) - 1 if args.max_rung is None else min(args.max_rung, len(budgets) - 1)
     with ExitStack() as stack:  # the --zoo files, opened once for every lookup

@@ -96,6 +96,16 @@ def test_a_probe_of_the_older_rule_is_probed_again_and_keeps_its_runs_if_its_rat
     assert again["kind"] == "probe" and len(again["outcomes"]) == 2
 
 
+def test_cells_given_with_cell_join_the_table(tmp_path):
+    gru = canonical_text(parse_cell(LIBRARY["GRU"].expr))
+    out = run(tmp_path, "--max-rung", "0", "--no-proxy", "--cell", "GRU", "--cell", "GRU")
+    assert out.count("probe ") == 4 and gru in out  # 3 cells, then the GRU once
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "bad"), *TINY,
+                          "--cell", "Tanh(MM(x)"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--cell:" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_journal_of_another_ladder_is_refused(tmp_path):
     (tmp_path / "results.jsonl").write_text("")  # a journal older than ladder.json: compressed
     done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), *TINY],
