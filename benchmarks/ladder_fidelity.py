@@ -169,13 +169,15 @@ def take_search_probe(expr: str, ladder: Ladder, args: argparse.Namespace,
     that a search stored in a ``--zoo`` file under this ladder's rung-0 configuration (at the
     rate its probe chose, with the same rule) gives the rate and the rung-0 result. The
     search's run keeps no per-rate outcomes, so the record has none (and is never stale)."""
-    corpus = load_corpus(ladder.base.task, args.data)
+    corpus, key, rung0 = load_corpus(ladder.base.task, args.data), cell_hash(expr), {}
     for zoo in args.zoos:
         for run in zoo.runs():
-            if run.hash != cell_hash(expr) or run.search_id is None:
+            if run.hash != key or run.search_id is None:
                 continue
-            config = ladder.configs(expr, corpus, run.config["lr"], args.train_seed)[0]
-            if run.config_key != config.key():
+            rate = run.config["lr"]
+            if rate not in rung0:  # the cell's width is searched once per rate, not per run
+                rung0[rate] = ladder.configs(expr, corpus, rate, args.train_seed)[0].key()
+            if run.config_key != rung0[rate]:
                 continue
             ok = run.status == "ok"
             passed = ok and not (run.error or "").startswith("no rate passed")
