@@ -33,6 +33,7 @@ from cellzoo.train.progress import progress_reporter
 
 TASK_CHOICES = click.Choice(sorted(PROXIES))
 RESULT_NAME = "unstored-result.pt"  # a finished run waiting for `cellzoo zoo add`
+STORE_WAIT = 600.0  # seconds a finished run waits for another writer before it is kept aside
 
 
 
@@ -71,9 +72,10 @@ RESULT_NAME = "unstored-result.pt"  # a finished run waiting for `cellzoo zoo ad
               help="auto = cuda when available.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--zoo", "zoo_path", type=click.Path(dir_okay=False), default=None,
-              help="Store the run in this HDF5 zoo (checked, and locked, before training).")
+              help="Store the run in this HDF5 zoo (checked before training, locked to store).")
 @click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, show_default=True,
-              help="Seconds to wait for another writer (a search) to release --zoo.")
+              help="Seconds to wait for another writer (a search) to release --zoo before "
+                   f"training (when storing: at least {STORE_WAIT:.0f}).")
 @click.option("--save-result", "result_file", type=click.Path(dir_okay=False), default=None,
               help="With --zoo: where the result is kept until the zoo has it (default: "
                    f"{RESULT_NAME} in --checkpoint, else unstored-result-PID.pt here).")
@@ -116,11 +118,11 @@ def train(cell: str | None, task: str | None, preset: str | None, data_dir: str 
     saved = Path(result_file or (Path(checkpoint_dir) / RESULT_NAME if checkpoint_dir
                                  else f"unstored-result-{os.getpid()}.pt"))
     check_writable_dir(saved.parent, "the result")
-    with _open_zoo(zoo_path, lock_timeout) as zoo:
-        with progress_reporter() as report:
-            result = _run(node, config, data_dir, report, checkpoint_dir)
-        lineage = {"origin": _origin(cell, node, resumed=resume_dir is not None)}
-        _store(zoo, result, lineage, saved, as_json)
+    _open_zoo(zoo_path, lock_timeout).close()  # fail before training, not after it
+    with progress_reporter() as report:
+        result = _run(node, config, data_dir, report, checkpoint_dir)
+    lineage = {"origin": _origin(cell, node, resumed=resume_dir is not None)}
+    _store(zoo_path, max(lock_timeout, STORE_WAIT), result, lineage, saved, as_json)
     _exit_if_failed(result)
 
 
@@ -202,8 +204,9 @@ def _origin(cell: str, node, resumed: bool) -> str:
 
 
 def _open_zoo(zoo_path: str, lock_timeout: float):
-    """The zoo opened for writing (created if missing), its writer lock held: checked before
-    training, so that a finished run is never thrown away for want of a zoo."""
+    """The zoo opened for writing (created if missing), its writer lock held. Opened and
+    closed again before training, so that a run is never trained for want of a zoo; the
+    lock is held only while storing, so that runs can train side by side into one zoo."""
     from cellzoo.zoo import Zoo, ZooError  # the zoo needs h5py: import it only when asked
 
     path = Path(zoo_path)
@@ -218,11 +221,12 @@ def _open_zoo(zoo_path: str, lock_timeout: float):
     return zoo
 
 
-def _store(zoo, result: TrainResult, lineage: dict[str, Any], saved: Path,
-           as_json: bool) -> None:
-    """Save the result to `saved`, store it in `zoo`, then delete `saved`: a kill or a failure
-    at any point leaves the run in the zoo, in `saved`, or both (`zoo add` skips the copy).
-    When neither can be written (a full disk), the printed result is what remains."""
+def _store(zoo_path: str, lock_timeout: float, result: TrainResult, lineage: dict[str, Any],
+           saved: Path, as_json: bool) -> None:
+    """Save the result to `saved`, store it in the zoo, then delete `saved`: a kill or a
+    failure (a full disk, a writer that keeps the lock) at any point leaves the run in the
+    zoo, in `saved`, or both (`zoo add` skips the copy). When neither can be written, the
+    printed result is what remains."""
     from cellzoo.zoo.pending import save_pending
 
     try:
@@ -231,20 +235,21 @@ def _store(zoo, result: TrainResult, lineage: dict[str, Any], saved: Path,
     except (OSError, RuntimeError) as err:  # torch.save raises RuntimeError on a full disk
         unsaved = err
     try:
-        run_id = zoo.add_run(result, lineage=lineage)
+        with _open_zoo(zoo_path, lock_timeout) as zoo:
+            run_id = zoo.add_run(result, lineage=lineage)
     except (UserError, OSError) as err:
         _print(result, as_json)
         if unsaved is not None:
-            raise UserError(f"the run was trained but could not be stored in {zoo.path} "
+            raise UserError(f"the run was trained but could not be stored in {zoo_path} "
                             f"({err}) nor saved to {saved} ({unsaved}); its numbers are "
                             f"printed above, its weights are lost") from None
-        raise UserError(f"the run was trained but could not be stored in {zoo.path}: {err}\n"
+        raise UserError(f"the run was trained but could not be stored in {zoo_path}: {err}\n"
                         f"its result is saved in {saved}; store it later with\n"
-                        f"  cellzoo zoo add {zoo.path} {saved}") from None
+                        f"  cellzoo zoo add {zoo_path} {saved}") from None
     if unsaved is None:
         saved.unlink()
     _print(result, as_json)
-    click.echo(f"stored run {run_id} in {zoo.path}", err=True)
+    click.echo(f"stored run {run_id} in {zoo_path}", err=True)
 
 
 def _print(result: TrainResult, as_json: bool) -> None:

@@ -12,12 +12,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from cellzoo.cli import main
+from cellzoo.cli import train as train_cli
 from cellzoo.zoo import Zoo
 
 TINY = ["--task", "synthetic", "--hidden", "8", "--batch-size", "4", "--bptt", "10",
@@ -110,6 +112,60 @@ def test_train_waits_for_a_locked_zoo_or_says_who_holds_it(tmp_path):
     assert "stored run" in proc.stderr
     with Zoo.open(zoo) as z:
         assert len(list(z.runs())) == 1
+
+
+def test_runs_train_side_by_side_into_one_zoo(tmp_path):
+    """The lock is taken only to store: a second run trains and stores while a first is
+    still training into the same zoo."""
+    zoo, first_ckpt = tmp_path / "z.h5", tmp_path / "first"
+    long_run = [*TINY[:-4], "--budget-tokens", "100000000", "--eval-at", "40"]
+    first = subprocess.Popen([*CELLZOO, "train", "tanh-RNN", *long_run, "--checkpoint",
+                              first_ckpt, "--zoo", zoo], stderr=subprocess.DEVNULL)
+    try:
+        wait_for(first_ckpt / "checkpoint.pt", first)
+        proc = run("train", "GRU", *TINY, "--zoo", zoo)
+        assert proc.returncode == 0, proc.stderr
+        assert first.poll() is None  # still training
+    finally:
+        first.kill()
+        first.wait()
+    with Zoo.open(zoo) as z:
+        (stored,) = z.runs()
+    assert "stored run " + stored.run_id in proc.stderr
+
+
+def test_a_run_finished_under_someone_elses_lock_is_saved(tmp_path, monkeypatch):
+    """Another writer takes the zoo while the run trains and keeps it: the finished run
+    waits (here 0.2 s), then is saved aside with the command that stores it later."""
+    zoo, holders = tmp_path / "z.h5", []
+
+    def train_then_lose_the_zoo(*args):
+        result = real_run(*args)
+        holders.append(subprocess.Popen([sys.executable, "-c", HOLD, str(zoo), "600"],
+                                        stdout=subprocess.PIPE, text=True))
+        assert holders[0].stdout.readline().strip() == "locked"
+        return result
+
+    real_run = train_cli._run
+    monkeypatch.setattr(train_cli, "_run", train_then_lose_the_zoo)
+    monkeypatch.setattr(train_cli, "STORE_WAIT", 0.2)
+    try:
+        result = cli("train", "tanh-RNN", *TINY, "--checkpoint", tmp_path / "ckpt",
+                     "--zoo", zoo, code=2)
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+    saved = tmp_path / "ckpt" / train_cli.RESULT_NAME
+    assert f"pid {holders[0].pid}" in result.output
+    assert f"cellzoo zoo add {zoo} {saved}" in result.output
+    assert "stored as run" in cli("zoo", "add", zoo, saved).output
+
+
+def wait_for(path: Path, proc: subprocess.Popen) -> None:
+    while not path.exists():
+        assert proc.poll() is None, "the command ended early"
+        time.sleep(0.05)
 
 
 FILL_DURING_TRAINING = """
