@@ -20,6 +20,10 @@ from cellzoo.evolve.probe import SCALES
 from cellzoo.train import TrainConfig
 
 STRATEGIES = ("aging", "mu+lambda", "random")
+#: the settings that only matter with a breeding strategy, a ranker, a controller
+INERT_WITHOUT = {"strategy": ("sample", "crossover_prob"),
+                 "ranker": ("offspring_factor", "random_share", "ranker_prior"),
+                 "controller": ("controller_share",)}
 EXECUTORS = ("inline", "process", "ray")
 OP_LEVELS = ("core", "extended")
 #: fields that may differ between a run and its resumption
@@ -112,6 +116,15 @@ class SearchConfig:
         ``ladder`` for a ladder search)."""
         return "+".join([self.strategy] + [name for name in ("ranker", "controller", "ladder")
                                            if getattr(self, name)])
+
+    @property
+    def inert(self) -> frozenset[str]:
+        """Settings that have no effect in this search (a random search does not breed, a
+        search without a ranker does not pre-filter, ...), so that a report can say so."""
+        off = {"strategy": self.strategy == "random", "ranker": not self.ranker,
+               "controller": not self.controller}
+        return frozenset(name for plug, names in INERT_WITHOUT.items() if off[plug]
+                         for name in names)
 
     def _check_ladder(self) -> None:
         self.ladder = ladder_table(self.ladder)

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import pandas as pd
@@ -201,7 +202,8 @@ def _settings_rows(runs: Sequence[SearchRun]) -> tuple[list[list[str]], list[lis
     search_rows = [["kind of search"] + [h.text(r.arm) for r in runs],
                    ["directory"] + [h.text(r.path) for r in runs]]
     shown_apart = {"train"} | ({"ladder"} if any(s["ladder"] for s in search) else set())
-    search_rows += [[h.text(k)] + [h.text(_value(s[k])) for s in search]
+    search_rows += [[h.text(k)] + [h.text(_setting(r, s, k))
+                                   for r, s in zip(runs, search, strict=True)]
                     for k in search[0] if k not in shown_apart]
     train_rows = [["config key"] + [h.text(r.proxy_key) for r in runs]]
     names = dict.fromkeys(k for t in train for k in t)
@@ -239,6 +241,11 @@ def _ladder_text(rep: Report, search: SearchRun) -> dict[str, str]:
         text[f"rung {rung}"] = (f"{budget:,} tokens (the full run)" if budget == full else
                                 f"{budget:,} tokens ({budget / full:.1%} of the full run)")
     return text
+
+
+def _setting(run: SearchRun, settings: dict[str, Any], name: str) -> str:
+    """A search setting's value, or a dash where it has no effect in that search."""
+    return "– (no effect)" if name in run.config.inert else _value(settings[name])
 
 
 def _value(value: object) -> str:

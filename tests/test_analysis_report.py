@@ -82,6 +82,9 @@ def test_configuration_table_shows_each_run(made):
     rows = {r[0]: r[1:] for r in made["page"].tables["search-config"][1:]}
     assert rows["kind of search"] == ["aging+ranker", "random"]
     assert rows["evaluations"] == ["12", "6"]
+    assert rows["offspring_factor"][0] != "– (no effect)"  # the first search has a ranker
+    for name in ("sample", "crossover_prob", "offspring_factor", "controller_share"):
+        assert rows[name][1] == "– (no effect)"  # random search, no ranker, no controller
     train = {r[0]: r[1:] for r in made["page"].tables["train-config"][1:]}
     assert train["hidden"] == ["8", "8"] and train["budget_tokens"] == ["2000", "2000"]
 
