@@ -7,10 +7,12 @@ Each cell's learning rate is probed at rung 0 (`cellzoo.evolve.probe`; a probe r
 under the older rule, which stopped at the first passing rate, is probed again); then every cell
 with a rate (also one no rate passed: the probe's `choose`) is trained through every
 rung, breadth-first (all cells' rung 1, then rung 2, ...), each rung continuing from the
-rung below's branch checkpoint. A cell that diverged at every rate counts as worst at
-every rung. A probe record of an older journal with no rate (written when a cell had to
-pass to climb) gets its rate from its stored outcomes by `choose`, without probing again:
-the chosen rate's rung-0 run and an updated probe record are appended. Every result is
+rung below's branch checkpoint. A cell that diverged at every rate has no rung result to
+compare: every rung would rank it last, in agreement with the full run by construction, so
+it is counted in the table's footnote and left out of tau and rho. A probe record of an
+older journal with no rate (written when a cell had to pass to climb) gets its rate from
+its stored outcomes by `choose`, without probing again: the chosen rate's rung-0 run and
+an updated probe record are appended. Every result is
 appended to
 ``OUT/results.jsonl``; checkpoints live in ``OUT/runs/<hash>/``. Rerunning the same
 command continues: finished runs are read back from the JSONL, unfinished ones continue
@@ -33,9 +35,9 @@ probe: the rate that search's probe chose and its rung-0 result, without probing
 It prints, per rung: its tokens and cost as a share of the full run (tokens; seconds per
 cell as measured), and Kendall tau / Spearman rho of its validation ranking against the top
 rung's test perplexity and against the next rung's validation ranking, each over the cells
-that have both results (a cell no rate passed counts as having every result, the worst);
-and beside them the old proxy's tau (`TrainConfig.proxy(task, budget_tokens=20000)`, Adam).
-Diverged and failed results rank last.
+that have both results; and beside them the old proxy's tau (`TrainConfig.proxy(task,
+budget_tokens=20000)`, Adam). A result that diverged or failed (a cell that trains at its
+rate on one rung and not on another) ranks last.
 
     python benchmarks/ladder_fidelity.py --task ptb --out runs/ladder-ptb        # hours of CPU
     python benchmarks/ladder_fidelity.py --task ptb --out runs/ladder-ptb --max-rung 1
@@ -305,16 +307,16 @@ def agreement(a: list[float], b: list[float]) -> dict[str, float]:
     return rank_metrics(ranked_a, ranked_b)
 
 
-def settled(journal: Journal, key: str, rung: int | None, kind: str = "rung") -> bool:
-    """Whether the cell has its result at ``rung``: a record, or no rate (worst everywhere)."""
+def no_rate(journal: Journal, key: str) -> bool:
+    """Whether the cell's probe found no rate (it diverged or failed at every rate)."""
     probe = journal.get("probe", key)
-    return journal.get(kind, key, rung) is not None or (probe is not None and probe["lr"] is None)
+    return probe is not None and probe["lr"] is None
 
 
 def compare(journal: Journal, keys: list[str], a: tuple, b: tuple, field_b: str) -> dict:
     """Rank agreement of results ``a`` and ``b`` ((kind, rung) each; validation perplexity
-    for ``a``) over the cells settled at both, with the count of those cells."""
-    both = [k for k in keys if settled(journal, k, a[1], a[0]) and settled(journal, k, b[1], b[0])]
+    for ``a``) over the cells that have both, with the count of those cells."""
+    both = [k for k in keys if journal.get(a[0], k, a[1]) and journal.get(b[0], k, b[1])]
     if len(both) < 3:
         return {}
     x = [value(journal.get(a[0], k, a[1]), "val_ppl") for k in both]
@@ -329,8 +331,10 @@ def mean_seconds(journal: Journal, keys: list[str], kind: str, rung: int | None)
 
 def summary(cells: list[str], budgets: list[int], journal: Journal) -> list[dict]:
     """One row per rung (and one for the proxy): tokens, cost per cell as a share of the
-    top rung's, and rank agreements over the cells that have both results."""
-    keys = [cell_hash(c) for c in cells if journal.get("skip", cell_hash(c)) is None]
+    top rung's, and rank agreements over the cells that have both results (cells the probe
+    found no rate for are left out: `main` counts them)."""
+    keys = [k for c in cells if journal.get("skip", k := cell_hash(c)) is None
+            and not no_rate(journal, k)]
     top = ("rung", len(budgets) - 1)
     top_seconds = mean_seconds(journal, keys, *top)
     rows = []
@@ -449,6 +453,9 @@ def main() -> None:
     rows = summary(cells, budgets, journal)
     (args.out / "summary.json").write_text(json.dumps(rows, indent=1) + "\n")
     print_table(rows)
+    dropped = sum(no_rate(journal, cell_hash(c)) for c in cells)
+    print(f"\n{dropped} of {len(cells)} cells diverged or failed at every probed rate: every "
+          f"rung ranks them last, as the full run does; they are not in tau and rho.")
 
 
 if __name__ == "__main__":

@@ -151,3 +151,13 @@ def test_a_searchs_stored_probe_is_taken_instead_of_probing(tmp_path):
     probe = next(r for r in records if r["kind"] == "probe" and r["expr"] == lstm)
     assert (probe["lr"], probe["passed"], probe["run_id"]) == (0.5, True, stored)
     assert run(tmp_path / "out", "--max-rung", "0", "--no-proxy").count("probe ") == 0
+
+
+def test_a_cell_no_rate_trains_is_counted_apart_not_in_tau(tmp_path):
+    """A division by zero diverges at every rate: every rung would rank it last, in
+    agreement with the full run for free, so it stays out of the correlations."""
+    out = run(tmp_path, "--no-proxy", "--cell", "Div(MM(x), Sub(h, h))")
+    assert "lr None (passed: False)" in out
+    assert "1 of 4 cells diverged or failed at every probed rate" in out
+    rows = json.loads((tmp_path / "summary.json").read_text())
+    assert [(r["rung"], r["cells"], r["n_top"]) for r in rows] == [(0, 3, 3), (1, 3, 3)]
