@@ -3,6 +3,16 @@
 # command after an interruption and it continues (trainings from their checkpoints, searches
 # from their run directories). One training per CPU core: run two steps side by side on two.
 #
+# The ladder results (docs/results.md, "Results on real text" and "The fidelity ladder"):
+#   benchmarks/ptb_results.sh ladder                       # configs/ptb-ladder.toml search
+#   benchmarks/ptb_results.sh ladder-random                # its random-search arm
+#   benchmarks/ptb_results.sh full CELL RATE [SEED]        # zaremba-small at the LSTM's params
+#        # at RATE (a cell's probed rate: its rung-0 `lr` in a ladder search's evaluations.jsonl),
+#        # validating at every prefix rung's budget too, into $ZOO_FULL
+#   benchmarks/ptb_results.sh fidelity [--cell EXPR ...]   # the fidelity table from those runs
+#   benchmarks/ptb_results.sh ensembles A B C              # LSTM seeds A+B against LSTM A + cell C
+#
+# The earlier 20k-token proxy ("What the 20k-token proxy got wrong"):
 #   benchmarks/ptb_results.sh baseline LSTM|GRU|tanh-RNN   # zaremba-small at the LSTM's params
 #                                                          # (learning rate halved on divergence)
 #   benchmarks/ptb_results.sh search                       # configs/ptb-search.toml, 150 trainings
@@ -11,10 +21,12 @@
 #   benchmarks/ptb_results.sh retrain K                    # zaremba-small retraining of winner K
 #   benchmarks/ptb_results.sh analysis N                   # ensemble + compare + report, top N
 #
-# Environment: ZOO (default ptb.h5), RUNS (default runs), OUT (default results),
-# PROXY_TOKENS (default 20000: the proxy budget each candidate trains on).
+# Environment: ZOO (default ptb.h5), ZOO_FULL (default ptb-full.h5: the full runs), RUNS
+# (default runs), OUT (default results), PROXY_TOKENS (default 20000: the proxy budget).
 set -euo pipefail
 zoo=${ZOO:-ptb.h5}
+zoo_full=${ZOO_FULL:-ptb-full.h5}
+rungs=149188,447565,1342697,4028093  # the PTB ladder's prefix rungs below the full run
 runs=${RUNS:-runs}
 out=${OUT:-results}
 proxy_tokens=${PROXY_TOKENS:-20000}
@@ -34,7 +46,33 @@ retrain() {  # retrain CELL NAME: zaremba-small on PTB at the DSL LSTM's paramet
   done
 }
 
-case ${1:?usage: ptb_results.sh baseline CELL|search|random|winners|retrain K|analysis N} in
+case ${1:?usage: ptb_results.sh ladder|ladder-random|full CELL RATE [SEED]|fidelity|ensembles A B C|baseline CELL|search|random|winners|retrain K|analysis N} in
+  ladder|ladder-random)
+    dir="$runs/ptb-$1"
+    if [ -f "$dir/checkpoint.json" ]; then
+      cellzoo evolve --resume "$dir" --workers 1
+    else
+      cellzoo evolve --config "configs/ptb-$1.toml" --zoo "$runs/ptb-$1.h5" --run-dir "$dir" \
+        --workers 1
+    fi ;;
+  full)  # several can run side by side into one zoo (the lock is taken only to store)
+    cell=${2:?which cell}; rate=${3:?its probed rate}; seed=${4:-0}
+    name=$(cellzoo dsl check "$cell" --json | python -c "import json,sys; print(json.load(sys.stdin)['hash'][:8])")
+    cellzoo train "$cell" --preset zaremba-small --match-params LSTM --lr "$rate" --seed "$seed" \
+      --eval-at "$rungs" --checkpoint "$runs/zs-$name-lr$rate-s$seed" --zoo "$zoo_full" \
+      --lock-timeout 3600 --json > "$out/zs-$name-lr$rate-s$seed.json"
+    cat "$out/zs-$name-lr$rate-s$seed.json" ;;
+  fidelity)
+    shift
+    python benchmarks/ladder_fidelity.py --task ptb --schedule prefix --out "$runs/fidelity-prefix" \
+      --max-rung 0 --zoo "$runs/ptb-ladder.h5" --zoo "$zoo_full" "$@" ;;
+  ensembles)
+    a=${2:?LSTM seed 0 run id}; b=${3:?LSTM seed 1 run id}; c=${4:?searched cell run id}
+    for runs_ in "$a,$b" "$a,$c"; do
+      cellzoo ensemble "$zoo_full" --runs "$runs_" --select top --json
+    done
+    cellzoo ensemble "$zoo_full" --task ptb --top 5 --select greedy --json
+    cellzoo compare "$zoo_full" --task ptb --top 5 --out "$out/compare-full" --json ;;
   baseline)
     retrain "${2:?which cell}" "$2" ;;
   search|random)
