@@ -87,11 +87,19 @@ def _exit_with_parent(parent: int) -> None:
 
 class ProcessExecutor:
     """A pool of `workers` spawned processes (never forked: CUDA and open HDF5 files do not
-    survive a fork). A job whose worker dies is retried up to `MAX_ATTEMPTS` times."""
+    survive a fork). A job whose worker dies is retried up to `MAX_ATTEMPTS` times.
+
+    The workers share the driver's torch threads (``OMP_NUM_THREADS`` when set, else the
+    cores): with ``OMP_NUM_THREADS=1`` each worker trains on one thread, as the driver
+    would, so its results are those of ``cellzoo train`` and the inline executor (thread
+    counts change float rounding, which SGD amplifies) and it does not oversubscribe cores
+    shared with other runs."""
 
     def __init__(self, workers: int, threads_per_worker: int | None = None):
+        import torch
+
         self.slots = workers
-        self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+        self.threads = threads_per_worker or max(1, torch.get_num_threads() // workers)
         self._pool: cf.ProcessPoolExecutor | None = None
         self._futures: dict[cf.Future, Job] = {}
 

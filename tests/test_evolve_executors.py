@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+import torch
 from helpers import collect
 
 from cellzoo.evolve.executors import (
@@ -71,6 +72,13 @@ def test_process_pool_gives_the_same_results_as_inline():
         assert (result.hash, result.status) == (want.hash, want.status)
         assert result.val_ppl == pytest.approx(want.val_ppl, rel=1e-9)
         assert result.test_ppl == pytest.approx(want.test_ppl, rel=1e-9)
+
+
+def test_pool_workers_share_the_drivers_threads():
+    """The suite runs with one torch thread (conftest): one per worker, not the cores."""
+    assert [ProcessExecutor(workers=w).threads for w in (1, 2)] == [1, 1]
+    torch.set_num_threads(4)
+    assert [ProcessExecutor(workers=w).threads for w in (1, 2, 3, 8)] == [4, 2, 1, 1]
 
 
 @pytest.mark.slow
