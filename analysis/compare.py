@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import pandas as pd
 from cellzoo.analysis import plots
 from cellzoo.analysis.activations import Text, layer
 from cellzoo.analysis.similarity import similarity_matrix
+from cellzoo.common.io import json_safe
 from cellzoo.zoo import Run
 
 
@@ -48,7 +50,8 @@ def comparison(runs: Sequence[Run], names: Sequence[str], recorded: dict[str, di
 
 def draw_comparison(c: Comparison, out: Path) -> dict[str, Path]:
     """The drawing step: heatmaps.png, and with two runs or more clustermap.png and
-    diversity.png (plus the pair frame as pairs.csv) in ``out``."""
+    diversity.png (plus the pair frame as pairs.csv and `plots.diversity_stats` as
+    diversity_stats.json) in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     steps = plots.first_sentence(c.text.words)
     heat = plots.heatmap_frame({n: v[:steps] for n, v in c.reps.items()}, c.text.words[:steps])
@@ -62,4 +65,6 @@ def draw_comparison(c: Comparison, out: Path) -> dict[str, Path]:
     paths["diversity"] = plots.save_figure(plots.draw_diversity(pairs), out / "diversity.png")
     paths["pairs"] = out / "pairs.csv"
     pairs.to_csv(paths["pairs"], index=False)
+    paths["diversity_stats"] = out / "diversity_stats.json"
+    paths["diversity_stats"].write_text(json.dumps(json_safe(plots.diversity_stats(pairs))) + "\n")
     return paths

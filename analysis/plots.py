@@ -12,6 +12,7 @@ it, e.g. with `save_figure`). The report page reuses both steps.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
@@ -24,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import squareform
-from scipy.stats import spearmanr
+from scipy.stats import pearsonr, spearmanr
 
 from cellzoo.analysis.ensemble import ensemble_logp, perplexity
 
@@ -141,6 +142,28 @@ def diversity_frame(logp: Mapping[str, np.ndarray], sim: pd.DataFrame) -> pd.Dat
     return pd.DataFrame(rows, columns=columns)
 
 
+def diversity_stats(frame: pd.DataFrame) -> dict[str, float | int]:
+    """Does a pair's gain go with its dissimilarity? Spearman rho over the pairs, and the
+    partial rho with the members' quality gap (|log ppl_a - log ppl_b|) held fixed: a more
+    dissimilar partner is often also a worse one, which lowers the gain over the better
+    member by itself. Partial rho is the Pearson correlation of the ranks' residuals after a
+    linear fit on the gap's ranks (NaN with fewer than 4 pairs, a constant column, or a gap
+    that orders one of the two exactly)."""
+    gap = np.abs(np.log(frame["ppl_a"].to_numpy()) - np.log(frame["ppl_b"].to_numpy()))
+    ranks = pd.DataFrame({"d": frame["dissimilarity"], "g": frame["gain"], "q": gap}).rank()
+    out: dict[str, float | int] = {"pairs": len(frame), "rho": math.nan,
+                                   "partial_rho": math.nan}
+    if len(frame) < 4 or (ranks.nunique() < 2).any():
+        return out
+    out["rho"] = float(spearmanr(ranks["d"], ranks["g"]).statistic)
+    design = np.column_stack([np.ones(len(ranks)), ranks["q"]])
+    resid = [ranks[c] - design @ np.linalg.lstsq(design, ranks[c], rcond=None)[0]
+             for c in ("d", "g")]
+    if min(np.std(r) for r in resid) > 1e-9:  # else the gap explains one of them fully
+        out["partial_rho"] = float(pearsonr(*resid).statistic)
+    return out
+
+
 def draw_diversity(frame: pd.DataFrame, measure: str = "CKA") -> Figure:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     sns.scatterplot(data=frame, x="dissimilarity", y="gain", ax=ax, s=50)
@@ -150,9 +173,10 @@ def draw_diversity(frame: pd.DataFrame, measure: str = "CKA") -> Figure:
     ax.axhline(0.0, color="grey", lw=0.8, ls="--")
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))  # decimals as needed
     title = "pair ensemble gain vs dissimilarity"
-    if len(frame) >= 3 and frame["dissimilarity"].nunique() > 1 and frame["gain"].nunique() > 1:
-        rho = spearmanr(frame["dissimilarity"], frame["gain"]).statistic
-        title += f" (Spearman {rho:.2f})"
+    stats = diversity_stats(frame)
+    if not math.isnan(stats["rho"]):
+        title += f"\n(Spearman {stats['rho']:.2f}; {stats['partial_rho']:.2f} with the members' " \
+                 "quality gap held fixed)"
     ax.set(xlabel=f"1 - {measure}", ylabel="gain over the better member (perplexity)",
            title=title)
     return fig

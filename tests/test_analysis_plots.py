@@ -58,3 +58,20 @@ def test_diversity_frame():
     assert ab.gain == pytest.approx(1 - pair / perplexity(logp["A"])) and ab.gain > 0
     assert frame.iloc[1].gain == pytest.approx(0.0)  # identical members gain nothing
     assert isinstance(plots.draw_diversity(frame), Figure)
+
+
+def test_diversity_stats_hold_the_quality_gap_fixed():
+    """Gain driven by the quality gap alone: dissimilar pairs gain less only because their
+    partner is worse, so the raw rho is strongly negative and the partial rho near 0; gain
+    driven by dissimilarity at every gap keeps a high partial rho."""
+    rng = np.random.default_rng(0)
+    gap = rng.uniform(0, 1, 40)
+    base = pd.DataFrame({"ppl_a": 100.0, "ppl_b": 100.0 * np.exp(gap),
+                         "dissimilarity": gap + rng.normal(0, 0.05, 40)})
+    by_gap = plots.diversity_stats(base.assign(gain=0.2 - 0.1 * gap + rng.normal(0, 0.01, 40)))
+    assert by_gap["pairs"] == 40 and by_gap["rho"] < -0.8 and abs(by_gap["partial_rho"]) < 0.3
+    noise = rng.normal(0, 0.3, 40)
+    mixed = base.assign(dissimilarity=gap + noise, gain=0.1 * noise - 0.05 * gap)
+    assert plots.diversity_stats(mixed)["partial_rho"] > 0.8
+    few = plots.diversity_stats(base.head(3).assign(gain=[0.1, 0.2, 0.3]))
+    assert np.isnan(few["rho"]) and np.isnan(few["partial_rho"])

@@ -174,6 +174,9 @@ def test_compare_command(zoo_path, tmp_path):
         assert ((matrix.to_numpy() >= -1e-9) & (matrix.to_numpy() <= 1 + 1e-9)).all()
     pairs = pd.read_csv(paths["pairs"])
     assert len(pairs) == 6 and pairs["pair_ppl"].gt(0).all()
+    stats = json.loads(Path(paths["diversity_stats"]).read_text())
+    assert stats["pairs"] == 6 and -1 <= stats["rho"] <= 1
+    assert stats["partial_rho"] is None or -1 <= stats["partial_rho"] <= 1  # None: undefined
     cells = pd.read_csv(paths["cells"])
     assert cells["tokens"].eq(300).all() and cells["text_ppl"].gt(1).all()
     assert zoo_path.with_name("zoo.h5.analysis.h5").is_file()
