@@ -144,22 +144,25 @@ def diversity_frame(logp: Mapping[str, np.ndarray], sim: pd.DataFrame) -> pd.Dat
 
 def diversity_stats(frame: pd.DataFrame) -> dict[str, float | int]:
     """Does a pair's gain go with its dissimilarity? Spearman rho over the pairs, and the
-    partial rho with the members' quality gap (|log ppl_a - log ppl_b|) held fixed: a more
-    dissimilar partner is often also a worse one, which lowers the gain over the better
-    member by itself. Partial rho is the Pearson correlation of the ranks' residuals after a
-    linear fit on the gap's ranks (NaN with fewer than 4 pairs, a constant column, or a gap
-    that orders one of the two exactly)."""
-    gap = np.abs(np.log(frame["ppl_a"].to_numpy()) - np.log(frame["ppl_b"].to_numpy()))
-    ranks = pd.DataFrame({"d": frame["dissimilarity"], "g": frame["gain"], "q": gap}).rank()
+    partial rho with the members' quality held fixed: the better member's log perplexity
+    and the gap |log ppl_a - log ppl_b|. A more dissimilar partner is often also a worse
+    one (less gain over the better member), and weaker pairs gain more from averaging, so
+    both would otherwise pass for an effect of dissimilarity. Partial rho is the Pearson
+    correlation of the ranks' residuals after a linear fit on the covariates' ranks (NaN
+    with fewer than 5 pairs, a constant column, or covariates that fix one of the two)."""
+    log_a, log_b = np.log(frame["ppl_a"].to_numpy()), np.log(frame["ppl_b"].to_numpy())
+    ranks = pd.DataFrame({"d": frame["dissimilarity"], "g": frame["gain"],
+                          "level": np.minimum(log_a, log_b), "gap": np.abs(log_a - log_b)}
+                         ).rank()
     out: dict[str, float | int] = {"pairs": len(frame), "rho": math.nan,
                                    "partial_rho": math.nan}
-    if len(frame) < 4 or (ranks.nunique() < 2).any():
+    if len(frame) < 5 or (ranks[["d", "g"]].nunique() < 2).any():
         return out
     out["rho"] = float(spearmanr(ranks["d"], ranks["g"]).statistic)
-    design = np.column_stack([np.ones(len(ranks)), ranks["q"]])
+    design = np.column_stack([np.ones(len(ranks)), ranks["level"], ranks["gap"]])
     resid = [ranks[c] - design @ np.linalg.lstsq(design, ranks[c], rcond=None)[0]
              for c in ("d", "g")]
-    if min(np.std(r) for r in resid) > 1e-9:  # else the gap explains one of them fully
+    if min(np.std(r) for r in resid) > 1e-9:
         out["partial_rho"] = float(pearsonr(*resid).statistic)
     return out
 
@@ -176,7 +179,7 @@ def draw_diversity(frame: pd.DataFrame, measure: str = "CKA") -> Figure:
     stats = diversity_stats(frame)
     if not math.isnan(stats["rho"]):
         title += f"\n(Spearman {stats['rho']:.2f}; {stats['partial_rho']:.2f} with the members' " \
-                 "quality gap held fixed)"
+                 "quality held fixed)"
     ax.set(xlabel=f"1 - {measure}", ylabel="gain over the better member (perplexity)",
            title=title)
     return fig

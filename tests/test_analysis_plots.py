@@ -60,10 +60,11 @@ def test_diversity_frame():
     assert isinstance(plots.draw_diversity(frame), Figure)
 
 
-def test_diversity_stats_hold_the_quality_gap_fixed():
-    """Gain driven by the quality gap alone: dissimilar pairs gain less only because their
-    partner is worse, so the raw rho is strongly negative and the partial rho near 0; gain
-    driven by dissimilarity at every gap keeps a high partial rho."""
+def test_diversity_stats_hold_the_members_quality_fixed():
+    """Gain driven by the quality gap alone (dissimilar pairs gain less only because their
+    partner is worse) or by the pair's level alone (weaker pairs gain more and differ
+    more): a strong raw rho, a partial rho near 0. Gain driven by dissimilarity at every
+    gap keeps a high partial rho."""
     rng = np.random.default_rng(0)
     gap = rng.uniform(0, 1, 40)
     base = pd.DataFrame({"ppl_a": 100.0, "ppl_b": 100.0 * np.exp(gap),
@@ -73,5 +74,11 @@ def test_diversity_stats_hold_the_quality_gap_fixed():
     noise = rng.normal(0, 0.3, 40)
     mixed = base.assign(dissimilarity=gap + noise, gain=0.1 * noise - 0.05 * gap)
     assert plots.diversity_stats(mixed)["partial_rho"] > 0.8
-    few = plots.diversity_stats(base.head(3).assign(gain=[0.1, 0.2, 0.3]))
+    level = rng.uniform(0, 1, 200)  # weaker pairs gain more, and are more dissimilar
+    weak = pd.DataFrame({"ppl_a": 100.0 * np.exp(level), "ppl_b": 100.0 * np.exp(level),
+                         "dissimilarity": level + rng.normal(0, 0.05, 200),
+                         "gain": 0.1 * level + rng.normal(0, 0.005, 200)})
+    by_level = plots.diversity_stats(weak)
+    assert by_level["rho"] > 0.8 and abs(by_level["partial_rho"]) < 0.3
+    few = plots.diversity_stats(base.head(4).assign(gain=[0.1, 0.2, 0.3, 0.4]))
     assert np.isnan(few["rho"]) and np.isnan(few["partial_rho"])
