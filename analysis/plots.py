@@ -167,12 +167,21 @@ def diversity_stats(frame: pd.DataFrame) -> dict[str, float | int]:
     return out
 
 
+#: pairs up to which each point is labelled with its two cells (more would overlap)
+LABELLED_PAIRS = 12
+
+
 def draw_diversity(frame: pd.DataFrame, measure: str = "CKA") -> Figure:
+    """Gain against dissimilarity per pair, coloured by the better member's perplexity (the
+    quality `diversity_stats` holds fixed); points labelled while there are few."""
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    sns.scatterplot(data=frame, x="dissimilarity", y="gain", ax=ax, s=50)
-    for row in frame.itertuples():
-        ax.annotate(f"{row.cell_a}+{row.cell_b}", (row.dissimilarity, row.gain), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
+    better = frame[["ppl_a", "ppl_b"]].min(axis=1).round(1).rename("better member's ppl")
+    sns.scatterplot(data=frame.assign(**{better.name: better}), x="dissimilarity", y="gain",
+                    hue=better.name, palette="viridis", ax=ax, s=50)
+    if len(frame) <= LABELLED_PAIRS:
+        for row in frame.itertuples():
+            ax.annotate(f"{row.cell_a}+{row.cell_b}", (row.dissimilarity, row.gain),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.axhline(0.0, color="grey", lw=0.8, ls="--")
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))  # decimals as needed
     title = "pair ensemble gain vs dissimilarity"
