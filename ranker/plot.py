@@ -22,8 +22,12 @@ LOG_NAME = "ranker_log.jsonl"
 COLUMNS = ("round", "hash", "predicted", "true_log_ppl")
 
 
-def load_log(run_dir: str | Path) -> pd.DataFrame:
-    """The run's ranker log as a table with `COLUMNS` (true values may be NaN)."""
+def load_log(run_dir: str | Path, rung: int = 0) -> pd.DataFrame:
+    """The run's ranker log as a table with `COLUMNS` (true values may be NaN), the entries
+    of one ladder rung. A ladder search logs a candidate's result at every rung it reaches
+    against the one prediction made before rung 0; the live accuracy is measured at the rung
+    the pre-filter chose for (0), and results of other rungs are never mixed in. A proxy
+    search's entries are all rung 0."""
     path = Path(run_dir) / LOG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: was the search run with the ranker on?")
@@ -34,6 +38,8 @@ def load_log(run_dir: str | Path) -> pd.DataFrame:
                 continue
             try:
                 d = json.loads(line)
+                if d.get("rung", 0) != rung:
+                    continue
                 rows.append({"round": int(d["round"]), "hash": str(d["hash"]),
                              "predicted": _float(d["predicted"]),
                              "true_log_ppl": _float(d.get("true_log_ppl"))})

@@ -143,6 +143,15 @@ def test_plot_data_step(tmp_path):
     assert per_round["tau"].tolist() == [1.0, -1.0]
 
 
+def test_a_ladder_logs_rungs_apart(tmp_path):
+    """The same prediction against results of two rungs: read one rung at a time."""
+    rows = [{"round": 1, "rung": rung, "hash": f"a{i}", "predicted": float(i),
+             "true_log_ppl": float(i if rung == 0 else -i)} for rung in (0, 1) for i in range(3)]
+    _write_log(tmp_path, rows)
+    assert round_correlations(load_log(tmp_path))["tau"].tolist() == [1.0]
+    assert round_correlations(load_log(tmp_path, rung=1))["tau"].tolist() == [-1.0]
+
+
 def test_plot_ranker_command(tmp_path):
     _write_log(tmp_path, [{"round": r, "hash": f"{r}{i}", "predicted": float(i + r),
                            "true_log_ppl": float(i)} for r in range(2) for i in range(3)])
