@@ -687,9 +687,10 @@ def _ranker_part(rep: Report, search: SearchRun, log: pd.DataFrame, done: pd.Dat
     ranker_plot.draw(log, ranker_plot.round_correlations(log), path)
     overall = rank_metrics(done["predicted"].to_numpy(), done["true_log_ppl"].to_numpy())
     where = " (at rung 0, where the pre-filter chose them)" if search.config.ladder else ""
+    rounds = log["round"].nunique()
     return (f"<h3>{h.text(search.label)}</h3>"
             + h.para(f"{len(done)} candidates scored by the ranker and then trained{where}, "
-                     f"over {log['round'].nunique()} rounds: Kendall tau "
+                     f"over {rounds} round{'s' if rounds != 1 else ''}: Kendall tau "
                      f"{h.num(overall['tau'], 3)}, Spearman rho {h.num(overall['rho'], 3)}.")
             + _rung_taus(search)
             + h.figure(src, f"{search.label}: predicted vs true log perplexity; Kendall tau "
