@@ -32,6 +32,11 @@ A cell's rung-0 run that a ladder search stored in such a zoo (same ladder) give
 probe: the rate that search's probe chose and its rung-0 result, without probing again
 (the record keeps no per-rate outcomes).
 
+``--points N,N,...`` (prefix schedule, with ``--zoo``): more rows, at these token counts,
+read from the full runs' learning curves without training (a full run validates at every
+epoch's end, so ``--points 929560,1859120`` gives PTB's epochs 1 and 2: prefixes at 7.7%
+and 15.4% of the run that no rung sits on).
+
 It prints, per rung: its tokens and cost as a share of the full run (tokens; seconds per
 cell as measured), and Kendall tau / Spearman rho of its validation ranking against the top
 rung's test perplexity and against the next rung's validation ranking, each over the cells
@@ -329,10 +334,12 @@ def mean_seconds(journal: Journal, keys: list[str], kind: str, rung: int | None)
     return sum(seconds) / len(seconds) if seconds else math.nan
 
 
-def summary(cells: list[str], budgets: list[int], journal: Journal) -> list[dict]:
-    """One row per rung (and one for the proxy): tokens, cost per cell as a share of the
-    top rung's, and rank agreements over the cells that have both results (cells the probe
-    found no rate for are left out: `main` counts them)."""
+def summary(cells: list[str], budgets: list[int], journal: Journal,
+            points: dict[int, dict[str, float]] | None = None) -> list[dict]:
+    """One row per rung (and per curve point of `curve_points`, and one for the proxy):
+    tokens, cost per cell as a share of the top rung's, and rank agreements over the cells
+    that have both results (cells the probe found no rate for are left out: `main` counts
+    them)."""
     keys = [k for c in cells if journal.get("skip", k := cell_hash(c)) is None
             and not no_rate(journal, k)]
     top = ("rung", len(budgets) - 1)
@@ -352,6 +359,16 @@ def summary(cells: list[str], budgets: list[int], journal: Journal) -> list[dict
             row |= {f"{k}_next": v for k, v in compare(
                 journal, keys, ("rung", rung), ("rung", rung + 1), "val_ppl").items()}
         rows.append(row)
+    for tokens, values in sorted((points or {}).items()):
+        both = [k for k in keys if k in values and journal.get(top[0], k, top[1])]
+        row = {"rung": f"point {tokens:,}", "tokens": tokens,
+               "token_share": tokens / budgets[-1], "cells": len(values)}
+        if len(both) >= 3:
+            tests = [value(journal.get(top[0], k, top[1]), "test_ppl") for k in both]
+            row |= {f"{k}_top": v for k, v in
+                    agreement([values[k] for k in both], tests).items()}
+            row["n_top"] = len(both)
+        rows.append(row)
     proxies = [journal.get("proxy", k) for k in keys]
     if any(proxies):
         row = {"rung": f"proxy {PROXY_TOKENS // 1000}k", "tokens": PROXY_TOKENS,
@@ -361,6 +378,26 @@ def summary(cells: list[str], budgets: list[int], journal: Journal) -> list[dict
                                                   "test_ppl").items()}
         rows.append(row)
     return rows
+
+
+def curve_points(cells: list[str], ladder: Ladder, journal: Journal,
+                 args: argparse.Namespace) -> dict[int, dict[str, float]]:
+    """Token count -> cell hash -> validation perplexity where the cell's full run (at its
+    probed rate, in a ``--zoo`` file) reached that count: prefixes of the run the ladder
+    has no rung at (`ladder.prefix_point`)."""
+    out: dict[int, dict[str, float]] = {n: {} for n in args.points}
+    corpus = load_corpus(ladder.base.task, args.data)
+    for expr in cells:
+        key = cell_hash(expr)
+        rate = journal.rate(key)
+        if rate is None:
+            continue
+        top = ladder.configs(expr, corpus, rate, args.train_seed)[-1]
+        full = next((r for z in args.zoos if (r := z.find_run(key, top.key()))), None)
+        for n in args.points if full is not None else ():
+            if (point := prefix_point(full.curve, top, n)) is not None:
+                out[n][key] = point["val_ppl"]
+    return out
 
 
 def print_table(rows: list[dict]) -> None:
@@ -376,6 +413,18 @@ def print_table(rows: list[dict]) -> None:
               f"{num(r, 'seconds_share')} | {r['cells']} | {num(r, 'tau_top')} / "
               f"{num(r, 'rho_top')} ({r.get('n_top', 0)}) | {num(r, 'tau_next')} / "
               f"{num(r, 'rho_next')} ({r.get('n_next', 0)}) |")
+
+
+def token_counts(text: str) -> list[int]:
+    """argparse type of --points: whole numbers like 929560,1859120."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected whole numbers like "
+                                         "929560,1859120") from None
+    if any(n < 1 for n in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: token counts must be positive")
+    return counts
 
 
 def same_ladder(out: Path, ladder: dict[str, Any]) -> str | None:
@@ -419,7 +468,12 @@ def main() -> None:
     parser.add_argument("--keep-checkpoints", action="store_true")
     parser.add_argument("--zoo", type=Path, action="append", default=[],
                         help="take rung runs stored here (repeatable)")
+    parser.add_argument("--points", type=token_counts, default=[], metavar="N,N,...",
+                        help="prefix schedule: also rank by the full runs' validation at these "
+                             "token counts (from their learning curves in --zoo)")
     args = parser.parse_args()
+    if args.points and (args.schedule != "prefix" or not args.zoo):
+        parser.error("--points reads the full runs' curves: it needs --schedule prefix and --zoo")
     try:
         ladder = Ladder(args.preset or PRESETS[args.task], eta=args.eta, rungs=args.rungs,
                         rung0_tokens=args.rung0_tokens, top_tokens=args.top_tokens,
@@ -450,7 +504,8 @@ def main() -> None:
         for rung in range(1, len(budgets)):  # above --max-rung: only runs found in --zoo
             for expr in cells:
                 run_rung(expr, rung, ladder, args, journal, train=rung <= last)
-    rows = summary(cells, budgets, journal)
+        points = curve_points(cells, ladder, journal, args) if args.points else None
+    rows = summary(cells, budgets, journal, points)
     (args.out / "summary.json").write_text(json.dumps(rows, indent=1) + "\n")
     print_table(rows)
     dropped = sum(no_rate(journal, cell_hash(c)) for c in cells)

@@ -65,7 +65,7 @@ case ${1:?usage: ptb_results.sh ladder|ladder-random|full CELL RATE [SEED]|fidel
   fidelity)
     shift
     python benchmarks/ladder_fidelity.py --task ptb --schedule prefix --out "$runs/fidelity-prefix" \
-      --max-rung 0 --zoo "$runs/ptb-ladder.h5" --zoo "$zoo_full" "$@" ;;
+      --max-rung 0 --zoo "$runs/ptb-ladder.h5" --zoo "$zoo_full" --points 929560,1859120 "$@" ;;
   ensembles)
     a=${2:?LSTM seed 0 run id}; b=${3:?LSTM seed 1 run id}; c=${4:?searched cell run id}
     for runs_ in "$a,$b" "$a,$c"; do

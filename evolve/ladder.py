@@ -127,15 +127,17 @@ class Ladder:
                 for b in self.budgets(corpus)]
 
 
-def prefix_point(curve: list[dict[str, Any]], config: TrainConfig) -> dict[str, Any] | None:
+def prefix_point(curve: list[dict[str, Any]], config: TrainConfig,
+                 tokens: int | None = None) -> dict[str, Any] | None:
     """The point of a full run's learning curve where a prefix rung of ``config``'s budget
-    would have stopped: the first point at or past the budget, within one step of it (None
-    when the curve has no point there). Evaluation changes nothing in training, so on prefix
-    rungs that point's validation is the rung run's (`cellzoo train --eval-at` puts points
-    at a ladder's budgets)."""
+    (or of ``tokens``) would have stopped: the first point at or past it, within one step of
+    it (None when the curve has no point there). Evaluation changes nothing in training, so
+    on prefix rungs that point's validation is the rung run's (`cellzoo train --eval-at`
+    puts points at a ladder's budgets; every epoch's end is one too)."""
+    budget = config.budget_tokens if tokens is None else tokens
     step = config.batch_size * config.bptt
-    point = next((p for p in curve if p["tokens"] >= config.budget_tokens), None)
-    return point if point is not None and point["tokens"] < config.budget_tokens + step else None
+    point = next((p for p in curve if p["tokens"] >= budget), None)
+    return point if point is not None and point["tokens"] < budget + step else None
 
 
 def rung_dir(root: str | Path, rung: int, lr: float) -> Path:

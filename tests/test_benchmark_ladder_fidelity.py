@@ -134,6 +134,17 @@ def test_prefix_rungs_are_read_from_a_full_runs_curve_points(tmp_path):
     assert rung1["result"]["val_ppl"] == train_cell(probe["expr"], configs[1]).val_ppl
     rows = json.loads((tmp_path / "summary.json").read_text())
     assert [(r["rung"], r["cells"]) for r in rows] == [(0, 3), (1, 1), (2, 1)]
+    # --points reads more prefixes off the same curve: here rung 1's budget, as a point
+    run(tmp_path, "--max-rung", "0", *prefix, "--zoo", str(tmp_path / "full.h5"), "--points",
+        str(budgets[1]))
+    rows = json.loads((tmp_path / "summary.json").read_text())
+    assert rows[-1]["rung"] == f"point {budgets[1]:,}" and rows[-1]["cells"] == 1
+    for bad, words in ((["--points", "10,x"], "expected whole numbers"),
+                       (["--points", "10", "--schedule", "compressed"], "needs --schedule prefix")):
+        done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "bad"),
+                               *TINY, "--zoo", str(tmp_path / "full.h5"), *bad],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and words in done.stderr
 
 
 def test_a_searchs_stored_probe_is_taken_instead_of_probing(tmp_path):
