@@ -318,15 +318,25 @@ def no_rate(journal: Journal, key: str) -> bool:
     return probe is not None and probe["lr"] is None
 
 
+def results(journal: Journal, keys: list[str], kind: str, rung: int | None,
+            field: str) -> dict[str, float]:
+    """Cell hash -> perplexity (``field``) of the cells in ``keys`` that have that result."""
+    return {k: value(r, field) for k in keys if (r := journal.get(kind, k, rung))}
+
+
+def ranked(a: dict[str, float], b: dict[str, float]) -> dict:
+    """Rank agreement of two results over the cells that have both (at least 3), with the
+    count of those cells as ``n``."""
+    both = [k for k in a if k in b]
+    if len(both) < 3:
+        return {}
+    return agreement([a[k] for k in both], [b[k] for k in both]) | {"n": len(both)}
+
+
 def compare(journal: Journal, keys: list[str], a: tuple, b: tuple, field_b: str) -> dict:
     """Rank agreement of results ``a`` and ``b`` ((kind, rung) each; validation perplexity
     for ``a``) over the cells that have both, with the count of those cells."""
-    both = [k for k in keys if journal.get(a[0], k, a[1]) and journal.get(b[0], k, b[1])]
-    if len(both) < 3:
-        return {}
-    x = [value(journal.get(a[0], k, a[1]), "val_ppl") for k in both]
-    y = [value(journal.get(b[0], k, b[1]), field_b) for k in both]
-    return agreement(x, y) | {"n": len(both)}
+    return ranked(results(journal, keys, *a, "val_ppl"), results(journal, keys, *b, field_b))
 
 
 def mean_seconds(journal: Journal, keys: list[str], kind: str, rung: int | None) -> float:
@@ -359,16 +369,11 @@ def summary(cells: list[str], budgets: list[int], journal: Journal,
             row |= {f"{k}_next": v for k, v in compare(
                 journal, keys, ("rung", rung), ("rung", rung + 1), "val_ppl").items()}
         rows.append(row)
+    tests = results(journal, keys, *top, "test_ppl")
     for tokens, values in sorted((points or {}).items()):
-        both = [k for k in keys if k in values and journal.get(top[0], k, top[1])]
         row = {"rung": f"point {tokens:,}", "tokens": tokens,
                "token_share": tokens / budgets[-1], "cells": len(values)}
-        if len(both) >= 3:
-            tests = [value(journal.get(top[0], k, top[1]), "test_ppl") for k in both]
-            row |= {f"{k}_top": v for k, v in
-                    agreement([values[k] for k in both], tests).items()}
-            row["n_top"] = len(both)
-        rows.append(row)
+        rows.append(row | {f"{k}_top": v for k, v in ranked(values, tests).items()})
     proxies = [journal.get("proxy", k) for k in keys]
     if any(proxies):
         row = {"rung": f"proxy {PROXY_TOKENS // 1000}k", "tokens": PROXY_TOKENS,
