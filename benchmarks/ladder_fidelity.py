@@ -42,7 +42,9 @@ cell as measured), and Kendall tau / Spearman rho of its validation ranking agai
 rung's test perplexity and against the next rung's validation ranking, each over the cells
 that have both results; and beside them the old proxy's tau (`TrainConfig.proxy(task,
 budget_tokens=20000)`, Adam). A result that diverged or failed (a cell that trains at its
-rate on one rung and not on another) ranks last.
+rate on one rung and not on another) ranks last. Under it, one row per cell with a top-rung
+result, best test first: the numbers those taus rank (``OUT/cells.json``; the rung rows are
+in ``OUT/summary.json``).
 
     python benchmarks/ladder_fidelity.py --task ptb --out runs/ladder-ptb        # hours of CPU
     python benchmarks/ladder_fidelity.py --task ptb --out runs/ladder-ptb --max-rung 1
@@ -405,6 +407,49 @@ def curve_points(cells: list[str], ladder: Ladder, journal: Journal,
     return out
 
 
+def cell_name(expr: str) -> str:
+    """A short name for a cell in the per-cell table: its library name, "winner #i" for the
+    earlier search's winners, else its hash."""
+    names = {canonical_text(parse_cell(c.expr)): name for name, c in LIBRARY.items()}
+    names |= {canonical_text(parse_cell(w)): f"winner #{i}" for i, w in enumerate(WINNERS, 1)}
+    return names.get(expr, cell_hash(expr)[:8])
+
+
+def cell_rows(cells: list[str], budgets: list[int], journal: Journal,
+              points: dict[int, dict[str, float]] | None = None) -> list[dict]:
+    """One row per cell with a top-rung result, best test first: its rate, its validation at
+    every rung and curve point (None where it has none), its proxy result and its test."""
+    top = len(budgets) - 1
+    rows = []
+    for expr in cells:
+        key = cell_hash(expr)
+        if (full := journal.get("rung", key, top)) is None or no_rate(journal, key):
+            continue
+        row = {"cell": cell_name(expr), "hash": key, "lr": journal.rate(key)}
+        row |= {f"rung {r}": value(rec, "val_ppl") if (rec := journal.get("rung", key, r))
+                else None for r in range(top)}
+        row |= {f"point {n:,}": v.get(key) for n, v in sorted((points or {}).items())}
+        proxy = journal.get("proxy", key)
+        rows.append(row | {"proxy": value(proxy, "val_ppl") if proxy else None,
+                           "test": value(full, "test_ppl")})
+    return sorted(rows, key=lambda row: row["test"])
+
+
+def print_cells(rows: list[dict]) -> None:
+    """The per-cell table of `cell_rows` in Markdown (inf: diverged or failed)."""
+    def cell(column: str, v: Any) -> str:
+        if v is None:
+            return "-"
+        return f"{v:g}" if column == "lr" else f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    if not rows:
+        return
+    columns = [c for c in rows[0] if c != "hash"]
+    print("\n| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(cell(c, row[c]) for c in columns) + " |")
+
+
 def print_table(rows: list[dict]) -> None:
     def num(row: dict, key: str, fmt: str = ".3f") -> str:
         v = row.get(key)
@@ -513,6 +558,9 @@ def main() -> None:
     rows = summary(cells, budgets, journal, points)
     (args.out / "summary.json").write_text(json.dumps(rows, indent=1) + "\n")
     print_table(rows)
+    cells_table = cell_rows(cells, budgets, journal, points)
+    (args.out / "cells.json").write_text(json.dumps(json_safe(cells_table), indent=1) + "\n")
+    print_cells(cells_table)
     dropped = sum(no_rate(journal, cell_hash(c)) for c in cells)
     print(f"\n{dropped} of {len(cells)} cells diverged or failed at every probed rate: every "
           f"rung ranks them last, as the full run does; they are not in tau and rho.")

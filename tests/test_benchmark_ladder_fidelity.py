@@ -41,6 +41,11 @@ def test_ladder_fidelity_runs_breadth_first_and_continues_where_it_stopped(tmp_p
     assert [r["rung"] for r in rows] == [0, 1, "proxy 20k"]
     assert rows[0]["token_share"] == 1 / 3 and -1 <= rows[0]["tau_top"] <= 1
     assert "| 0 | 20,000 |" in second and "| proxy 20k |" in second
+    cells = json.loads((tmp_path / "cells.json").read_text())
+    assert sorted(c["cell"] for c in cells) == ["LSTM", "ReLU-RNN", "tanh-RNN"]
+    assert all(c["rung 0"] > 0 and c["proxy"] > 0 and c["test"] > 0 for c in cells)
+    assert [c["test"] for c in cells] == sorted(c["test"] for c in cells)
+    assert "| cell | lr | rung 0 | proxy | test |" in second
     third = run(tmp_path)  # all finished: read back, nothing trained
     assert "rung 1 " not in third and third.split("| rung")[1] == second.split("| rung")[1]
 
