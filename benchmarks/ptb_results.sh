@@ -62,10 +62,13 @@ case ${1:?usage: ptb_results.sh ladder|ladder-random|full CELL RATE [SEED]|fidel
       --eval-at "$rungs" --checkpoint "$runs/zs-$name-lr$rate-s$seed" --zoo "$zoo_full" \
       --lock-timeout 3600 --json > "$out/zs-$name-lr$rate-s$seed.json"
     cat "$out/zs-$name-lr$rate-s$seed.json" ;;
-  fidelity)
+  fidelity)  # reads the searches' zoos (the random arm's when it has one) and the full runs
     shift
+    random_zoo=()
+    [ -f "$runs/ptb-ladder-random.h5" ] && random_zoo=(--zoo "$runs/ptb-ladder-random.h5")
     python benchmarks/ladder_fidelity.py --task ptb --schedule prefix --out "$runs/fidelity-prefix" \
-      --max-rung 0 --zoo "$runs/ptb-ladder.h5" --zoo "$zoo_full" --points 929560,1859120 "$@" ;;
+      --max-rung 0 --zoo "$runs/ptb-ladder.h5" "${random_zoo[@]}" --zoo "$zoo_full" \
+      --points 929560,1859120 "$@" ;;
   ensembles)
     a=${2:?LSTM seed 0 run id}; b=${3:?LSTM seed 1 run id}; c=${4:?searched cell run id}
     for runs_ in "$a,$b" "$a,$c"; do
