@@ -346,14 +346,19 @@ def mean_seconds(journal: Journal, keys: list[str], kind: str, rung: int | None)
     return sum(seconds) / len(seconds) if seconds else math.nan
 
 
+def compared(cells: list[str], journal: Journal) -> dict[str, str]:
+    """Cell hash -> text of the cells that enter tau and rho: not skipped, and with a rate
+    (cells the probe found no rate for are left out: `main` counts them)."""
+    return {k: c for c in cells if journal.get("skip", k := cell_hash(c)) is None
+            and not no_rate(journal, k)}
+
+
 def summary(cells: list[str], budgets: list[int], journal: Journal,
             points: dict[int, dict[str, float]] | None = None) -> list[dict]:
     """One row per rung (and per curve point of `curve_points`, and one for the proxy):
     tokens, cost per cell as a share of the top rung's, and rank agreements over the cells
-    that have both results (cells the probe found no rate for are left out: `main` counts
-    them)."""
-    keys = [k for c in cells if journal.get("skip", k := cell_hash(c)) is None
-            and not no_rate(journal, k)]
+    that have both results, over the `compared` cells."""
+    keys = list(compared(cells, journal))
     top = ("rung", len(budgets) - 1)
     top_seconds = mean_seconds(journal, keys, *top)
     rows = []
@@ -401,31 +406,32 @@ def curve_points(cells: list[str], ladder: Ladder, journal: Journal,
             continue
         top = ladder.configs(expr, corpus, rate, args.train_seed)[-1]
         full = next((r for z in args.zoos if (r := z.find_run(key, top.key()))), None)
-        for n in args.points if full is not None else ():
+        if full is None:
+            continue
+        for n in args.points:
             if (point := prefix_point(full.curve, top, n)) is not None:
                 out[n][key] = point["val_ppl"]
     return out
 
 
-def cell_name(expr: str) -> str:
-    """A short name for a cell in the per-cell table: its library name, "winner #i" for the
-    earlier search's winners, else its hash."""
+def known_names() -> dict[str, str]:
+    """Cell text -> short name for the per-cell table: the library's names, and "winner #i"
+    for the earlier search's winners (other cells go by their hash)."""
     names = {canonical_text(parse_cell(c.expr)): name for name, c in LIBRARY.items()}
-    names |= {canonical_text(parse_cell(w)): f"winner #{i}" for i, w in enumerate(WINNERS, 1)}
-    return names.get(expr, cell_hash(expr)[:8])
+    return names | {canonical_text(parse_cell(w)): f"winner #{i}"
+                    for i, w in enumerate(WINNERS, 1)}
 
 
 def cell_rows(cells: list[str], budgets: list[int], journal: Journal,
               points: dict[int, dict[str, float]] | None = None) -> list[dict]:
     """One row per cell with a top-rung result, best test first: its rate, its validation at
     every rung and curve point (None where it has none), its proxy result and its test."""
-    top = len(budgets) - 1
+    top, names = len(budgets) - 1, known_names()
     rows = []
-    for expr in cells:
-        key = cell_hash(expr)
-        if (full := journal.get("rung", key, top)) is None or no_rate(journal, key):
+    for key, expr in compared(cells, journal).items():
+        if (full := journal.get("rung", key, top)) is None:
             continue
-        row = {"cell": cell_name(expr), "hash": key, "lr": journal.rate(key)}
+        row = {"cell": names.get(expr, key[:8]), "hash": key, "lr": journal.rate(key)}
         row |= {f"rung {r}": value(rec, "val_ppl") if (rec := journal.get("rung", key, r))
                 else None for r in range(top)}
         row |= {f"point {n:,}": v.get(key) for n, v in sorted((points or {}).items())}
