@@ -11,7 +11,8 @@ from cellzoo.analysis.cache import AnalysisError
 from cellzoo.cli.analysis import _cache, cache_opt, data_opt, no_cache_opt
 from cellzoo.common.errors import UserError
 from cellzoo.common.io import json_safe
-from cellzoo.report.page import Options, write_report
+from cellzoo.report.context import Options
+from cellzoo.report.page import write_report
 from cellzoo.zoo import ZooError
 
 

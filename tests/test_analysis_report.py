@@ -22,7 +22,8 @@ from cellzoo.evolve.config import SearchConfig
 from cellzoo.evolve.ladder import Ladder
 from cellzoo.evolve.progress import best_curves, draw_progress, progress_frame
 from cellzoo.evolve.rundir import RunDir
-from cellzoo.report.page import Options, write_report
+from cellzoo.report.context import Options
+from cellzoo.report.page import write_report
 from cellzoo.train import TrainResult, load_corpus
 from cellzoo.train.model import build_model, count_params
 from cellzoo.zoo import Run, Zoo
@@ -170,7 +171,7 @@ def test_a_missing_zoo_is_a_usage_error(tmp_path):
 
 
 def test_training_labels_name_the_preset_a_retraining_follows():
-    from cellzoo.report.page import config_label
+    from cellzoo.report.labels import config_label
     from cellzoo.train import TrainConfig
 
     def label(config: TrainConfig) -> str:

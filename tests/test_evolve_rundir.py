@@ -11,7 +11,8 @@ import pytest
 from cellzoo.evolve.config import SearchConfig
 from cellzoo.evolve.rundir import EVALUATIONS_LOG, RANKER_LOG, CheckpointError, RunDir
 from cellzoo.evolve.search import Search
-from cellzoo.report.page import best_cells, load_search_runs
+from cellzoo.report.cells import best_cells
+from cellzoo.report.context import load_search_runs
 from cellzoo.train import PROXIES
 from cellzoo.zoo import Zoo
 

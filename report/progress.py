@@ -1,0 +1,118 @@
+"""The report's search-progress section: every training against the rung-0 cells (or
+trainings) spent, per run and rung, and when each run reached random search's best."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+from cellzoo.evolve.progress import draw_progress, progress_frame
+from cellzoo.report import html as h
+from cellzoo.report.context import Report, SearchRun, Unavailable
+
+
+def progress_data(searches: Sequence[SearchRun]) -> pd.DataFrame:
+    """`progress_frame` of each search, labelled by its label on the page."""
+    frames = []
+    for search in searches:
+        frame = progress_frame([search.path])
+        frame["run"] = search.label
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def reached_at(frame: pd.DataFrame, target: float, at: str = "n") -> int | None:
+    """Column ``at`` (training number ``n``, or rung-0 ``cells``) of the first row of one run
+    (at one rung) whose best so far is at or below ``target``."""
+    hit = frame[frame["best_so_far"] <= target + 1e-12]
+    return int(hit[at].iloc[0]) if len(hit) else None
+
+
+def random_bests(frame: pd.DataFrame) -> pd.Series:
+    """Random search's final best per rung: the mean over the ``random`` runs of each one's
+    best at that rung (rungs no random run has an ok result at are left out)."""
+    finals = frame.groupby(["rung", "run"], sort=False).agg(
+        arm=("arm", "first"), best=("best_so_far", "last"))
+    return finals[finals["arm"].str.startswith("random")].groupby("rung")["best"].mean().dropna()
+
+
+def progress_section(rep: Report) -> str:
+    searches = rep.searches
+    if not searches:
+        raise Unavailable("no readable search run directory given (--run-dir DIR)")
+    frame = progress_data(searches)
+    if frame.empty:
+        raise Unavailable("the run directories hold no trained candidate yet")
+    path, src = rep.image("progress.png")
+    draw_progress(frame, path)
+    frame.to_csv(rep.out / "progress.csv", index=False)
+    if any(s.config.ladder for s in searches):
+        tokens = {s.label: rep.known_rung_tokens(s) for s in searches}
+        caption = ("one panel per ladder rung (perplexities are compared within a rung only): "
+                   "every training (colour: origin) at the point of its run where it happened, "
+                   "counted in rung-0 cells (new candidates) trained, and the best so far per "
+                   "kind of search and rung (log scale)")
+        table = _ladder_progress_table(frame, tokens)
+    else:
+        caption = ("every trained candidate (colour: origin) and the best so far per kind of "
+                   "search (log scale)")
+        table = _progress_table(frame)
+    return (h.figure(src, caption) + table
+            + h.para(h.link("progress.csv", "progress data (CSV)")))
+
+
+def _progress_table(frame: pd.DataFrame) -> str:
+    """Per run of a proxy search: its trainings, best, and when it reached random's best."""
+    target = random_bests(frame).get(0, math.nan)
+    rows = []
+    for run, part in frame.groupby("run", sort=False):
+        best = part["best_so_far"].iloc[-1]
+        rows.append([h.text(run), h.text(part["arm"].iloc[0]), h.num(len(part)),
+                     h.num(int((part["status"] != "ok").sum())), h.num(best),
+                     h.num(reached_at(part, best) if math.isfinite(best) else None),
+                     _reach_text(part, target, "n", len(part))])
+    header = ["run", "kind", "trained", "diverged/failed", "best val ppl", "reached at",
+              "trainings to reach random's best" + (f" ({target:.2f})"
+                                                    if math.isfinite(target) else "")]
+    return h.table(header, rows, numeric=(2, 3, 4, 5, 6), table_id="progress-table")
+
+
+def _ladder_progress_table(frame: pd.DataFrame, tokens: dict[str, list[int]]) -> str:
+    """Per run of a ladder search, a row per rung (``tokens``: each run's rung budgets, []
+    if unknown) and one for all rungs: trainings, diverged or failed, CPU hours (the logged
+    seconds), the best at the rung, the rung-0 cells trained when it was first reached, and
+    those needed to reach random search's best at the same rung."""
+    targets = random_bests(frame)
+    rows = []
+    for run, part in frame.groupby("run", sort=False):
+        arm = part["arm"].iloc[0]
+        for rung, at in part.groupby("rung"):
+            best = at["best_so_far"].iloc[-1]
+            target = targets.get(rung, math.nan)
+            name = (f"{rung} ({tokens[run][rung]:,} tokens)" if rung < len(tokens[run])
+                    else str(rung))
+            rows.append([h.text(run), h.text(arm), h.text(name), *_cost(at), h.num(best),
+                         h.num(reached_at(at, best, "cells") if math.isfinite(best) else None),
+                         h.num(target), _reach_text(at, target, "cells", part["cells"].max())])
+        rows.append([h.text(run), h.text(arm), "all rungs", *_cost(part), "", "", "", ""])
+    header = ["run", "kind", "rung", "trainings (rung 0: new cells)", "diverged/failed",
+              "CPU hours", "best val ppl", "reached at (rung-0 cells)",
+              "random's best at the rung", "rung-0 cells to reach random's best"]
+    return h.table(header, rows, numeric=(3, 4, 5, 6, 7, 8, 9), table_id="progress-table")
+
+
+def _cost(part: pd.DataFrame) -> list[str]:
+    """Trainings, diverged or failed ones, and CPU hours of some rows of one run."""
+    return [h.num(len(part)), h.num(int((part["status"] != "ok").sum())),
+            h.num(part["seconds"].sum() / 3600)]
+
+
+def _reach_text(part: pd.DataFrame, target: float, at: str, within: int) -> str:
+    """When one run (at one rung) first reached ``target``, by column ``at`` (of ``within``
+    in all)."""
+    if not math.isfinite(target):
+        return "–"
+    reach = reached_at(part, target, at)
+    return h.num(reach) if reach else f"not within {within}"
