@@ -3,6 +3,7 @@ the path: `pythonpath` in pyproject.toml)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from cellzoo.evolve.executors import Executor, Job
 from cellzoo.train import TrainResult
+from cellzoo.zoo import Zoo
 
 
 def collect(executor: Executor, n: int) -> dict[int, tuple[Job, TrainResult]]:
@@ -86,3 +88,16 @@ class Page(HTMLParser):
     def handle_data(self, data):
         if self._cell is not None:
             self._cell.append(data)
+
+
+def search_outcome(zoo: Path, run_dir: Path) -> tuple[list[tuple], dict, list[dict]]:
+    """What a finished search leaves that must not depend on interruptions or executors: the
+    zoo's runs in order (results, lineage, config key, error), the run directory's checkpoint
+    state, and its evaluation log without times, run ids and seconds."""
+    with Zoo.open(zoo, "r") as z:
+        runs = [(r.hash, r.status, r.val_ppl, r.test_ppl, tuple(r.parents), r.origin,
+                 r.operator, r.generation, r.config_key, r.error) for r in z.runs()]
+    state = json.loads((run_dir / "checkpoint.json").read_text())
+    log = [{k: v for k, v in json.loads(line).items() if k not in ("time", "run_id", "seconds")}
+           for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
+    return runs, state, log

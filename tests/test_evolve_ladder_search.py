@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from helpers import Page, env, evolve_cmd, kill_when_logged
+from helpers import Page, env, evolve_cmd, kill_when_logged, search_outcome
 
 from cellzoo.cli import main
 from cellzoo.dsl import canonical_text, parse_cell
@@ -69,12 +69,7 @@ def outcome(zoo: Path, run_dir: Path) -> dict:
     """What must not depend on interruptions or executors: the zoo's runs in order (with
     their config keys: width, rung and probed rate), the population, the evaluation log
     (without times and ids), the ASHA state and each cell's rate."""
-    with Zoo.open(zoo, "r") as z:
-        runs = [(r.hash, r.status, r.val_ppl, r.test_ppl, tuple(r.parents), r.origin,
-                 r.operator, r.generation, r.config_key, r.error) for r in z.runs()]
-    state = json.loads((run_dir / "checkpoint.json").read_text())
-    log = [{k: v for k, v in json.loads(line).items() if k not in ("time", "run_id", "seconds")}
-           for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
+    runs, state, log = search_outcome(zoo, run_dir)
     return {"runs": runs, "population": state["strategy"]["members"], "log": log,
             "asha": state["ladder"]["asha"],
             "rates": {h: cell["lr"] for h, cell in state["ladder"]["cells"].items()},

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import env, evolve_cmd, kill_when_logged
+from helpers import env, evolve_cmd, kill_when_logged, search_outcome
 
 from cellzoo.cli import main
 from cellzoo.zoo import Zoo
@@ -51,12 +51,7 @@ KILL_AFTER_RESULT = textwrap.dedent("""
 def outcome(zoo: Path, run_dir: Path) -> dict:
     """What must not depend on interruptions: zoo runs (in order) with lineage, the final
     population, the evaluation log (without times and ids)."""
-    with Zoo.open(zoo, "r") as z:
-        runs = [(r.hash, r.status, r.val_ppl, r.test_ppl, tuple(r.parents), r.origin,
-                 r.operator, r.generation, r.config_key) for r in z.runs()]
-    state = json.loads((run_dir / "checkpoint.json").read_text())
-    log = [{k: v for k, v in json.loads(line).items() if k not in ("time", "run_id", "seconds")}
-           for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
+    runs, state, log = search_outcome(zoo, run_dir)
     return {"runs": runs, "population": state["strategy"]["members"], "log": log,
             "counters": {k: state["counters"][k] for k in ("trained", "reused", "evaluated")}}
 
