@@ -99,6 +99,16 @@ def best_curves(frame: pd.DataFrame) -> pd.DataFrame:
         columns=["run", "arm", "rung", "cells", "best_so_far"])
 
 
+def _arm_summary(part: pd.DataFrame, ladder: bool) -> str:
+    """One kind of search's line of the title: what its runs trained, over all its runs."""
+    runs = part["run"].nunique()
+    bad = int((part["status"] != "ok").sum())
+    count = (f"{part.groupby('run')['cells'].max().sum()} new cells, {len(part)} trainings"
+             if ladder else f"{len(part)} trained")
+    return (f"{part['arm'].iloc[0]}{f' ({runs} runs)' if runs > 1 else ''}: {count}, "
+            f"{bad} diverged or failed")
+
+
 def draw_progress(frame: pd.DataFrame, out: str | Path, title: str | None = None) -> Path:
     """Every evaluation as a point (by origin), the best-so-far curve (mean and a band of
     one standard deviation over runs when several are given); PNG at ``out``.
@@ -123,15 +133,10 @@ def draw_progress(frame: pd.DataFrame, out: str | Path, title: str | None = None
     for i, (ax, rung) in enumerate(zip(axes[:, 0], rungs, strict=True)):
         _draw_rung(ax, frame, curves, rung, ladder, legend=i == 0)
     axes[-1, 0].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    bad = int((frame["status"] != "ok").sum())
-    arms = " vs ".join(dict.fromkeys(frame["arm"]))
-    if ladder:
-        axes[-1, 0].set_xlabel("rung-0 cells trained (new candidates)")
-        axes[0, 0].set_title(title or f"{arms}\n{frame['cells'].max()} new cells, {len(frame)} "
-                                      f"trainings, {bad} diverged or failed")
-    else:
-        axes[0, 0].set_xlabel("trained candidates")
-        axes[0, 0].set_title(title or f"{arms}: {len(frame)} trained, {bad} diverged or failed")
+    axes[-1, 0].set_xlabel("rung-0 cells trained (new candidates)" if ladder
+                           else "trained candidates")
+    axes[0, 0].set_title(title or "\n".join(_arm_summary(part, ladder)
+                                            for _, part in frame.groupby("arm", sort=False)))
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -348,6 +348,23 @@ def test_progress_plot_keeps_its_top_point_and_counts_cut_outliers():
         plt.close(fig)
 
 
+def test_progress_title_counts_each_kind_of_search_apart():
+    import pandas as pd
+
+    from cellzoo.evolve.progress import _arm_summary
+
+    frame = pd.DataFrame({
+        "run": ["a", "a", "a", "b", "b", "c"],
+        "arm": ["aging+ladder"] * 3 + ["random+ladder"] * 3,
+        "cells": [1, 1, 2, 1, 2, 1],  # run a's second training is a promotion
+        "status": ["ok", "ok", "diverged", "ok", "failed", "ok"]})
+    lines = [_arm_summary(part, True) for _, part in frame.groupby("arm", sort=False)]
+    assert lines == ["aging+ladder: 2 new cells, 3 trainings, 1 diverged or failed",
+                     "random+ladder (2 runs): 3 new cells, 3 trainings, 1 diverged or failed"]
+    assert _arm_summary(frame[frame["run"] == "a"], False) == (
+        "aging+ladder: 3 trained, 1 diverged or failed")
+
+
 def test_controller_sample_says_it_is_pre_training():
     result = cli("controller", "sample", "-n", "2", "--seed", "1")
     assert "pre-training the controller's policy" in result.stderr
