@@ -10,6 +10,8 @@
 #        # at RATE (a cell's probed rate: its rung-0 `lr` in a ladder search's evaluations.jsonl),
 #        # validating at every prefix rung's budget too, into $ZOO_FULL
 #   benchmarks/ptb_results.sh fidelity [--cell EXPR ...]   # the fidelity table from those runs
+#   benchmarks/ptb_results.sh wikitext CELL RATE [SEED]    # the same recipe on WikiText-2, into
+#        # $ZOO_WT2 (6-8 hours of one CPU core; the rate is the cell's PTB probe's)
 #   benchmarks/ptb_results.sh ensembles A B C              # LSTM seeds A+B against LSTM A + cell C
 #
 # The earlier 20k-token proxy ("What the 20k-token proxy got wrong"):
@@ -21,17 +23,31 @@
 #   benchmarks/ptb_results.sh retrain K                    # zaremba-small retraining of winner K
 #   benchmarks/ptb_results.sh analysis N                   # ensemble + compare + report, top N
 #
-# Environment: ZOO (default ptb.h5), ZOO_FULL (default ptb-full.h5: the full runs), RUNS
-# (default runs), OUT (default results), PROXY_TOKENS (default 20000: the proxy budget).
+# Environment: ZOO (default ptb.h5), ZOO_FULL (default ptb-full.h5: the full runs), ZOO_WT2
+# (default wikitext-2-full.h5: the WikiText-2 runs), RUNS (default runs), OUT (default
+# results), PROXY_TOKENS (default 20000: the proxy budget).
 set -euo pipefail
 zoo=${ZOO:-ptb.h5}
 zoo_full=${ZOO_FULL:-ptb-full.h5}
+zoo_wt2=${ZOO_WT2:-wikitext-2-full.h5}
 rungs=149188,447565,1342697,4028093  # the PTB ladder's prefix rungs below the full run
 runs=${RUNS:-runs}
 out=${OUT:-results}
 proxy_tokens=${PROXY_TOKENS:-20000}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$runs" "$out"
+
+full_run() {  # full_run PREFIX TASK ZOO CELL RATE SEED [OPTION ...]: zaremba-small at the
+  # LSTM's parameter count on TASK, checkpointed in $runs/PREFIX-<hash>-lr<RATE>-s<SEED>
+  local prefix=$1 task=$2 zoo_=$3 cell=$4 rate=$5 seed=$6 name
+  shift 6
+  name=$(cellzoo dsl check "$cell" --json | python -c "import json,sys; print(json.load(sys.stdin)['hash'][:8])")
+  name="$prefix-$name-lr$rate-s$seed"
+  cellzoo train "$cell" --task "$task" --preset zaremba-small --match-params LSTM --lr "$rate" \
+    --seed "$seed" --checkpoint "$runs/$name" --zoo "$zoo_" --lock-timeout 3600 "$@" --json \
+    > "$out/$name.json"
+  cat "$out/$name.json"
+}
 
 retrain() {  # retrain CELL NAME: zaremba-small on PTB at the DSL LSTM's parameter count.
   # The preset's learning rate (1, tuned for the LSTM) is halved while a cell diverges at it:
@@ -46,7 +62,7 @@ retrain() {  # retrain CELL NAME: zaremba-small on PTB at the DSL LSTM's paramet
   done
 }
 
-case ${1:?usage: ptb_results.sh ladder|ladder-random|full CELL RATE [SEED]|fidelity|ensembles A B C|baseline CELL|search|random|winners|retrain K|analysis N} in
+case ${1:?usage: ptb_results.sh ladder|ladder-random|full CELL RATE [SEED]|wikitext CELL RATE [SEED]|fidelity|ensembles A B C|baseline CELL|search|random|winners|retrain K|analysis N} in
   ladder|ladder-random)
     dir="$runs/ptb-$1"
     if [ -f "$dir/checkpoint.json" ]; then
@@ -56,12 +72,10 @@ case ${1:?usage: ptb_results.sh ladder|ladder-random|full CELL RATE [SEED]|fidel
         --workers 1
     fi ;;
   full)  # several can run side by side into one zoo (the lock is taken only to store)
-    cell=${2:?which cell}; rate=${3:?its probed rate}; seed=${4:-0}
-    name=$(cellzoo dsl check "$cell" --json | python -c "import json,sys; print(json.load(sys.stdin)['hash'][:8])")
-    cellzoo train "$cell" --preset zaremba-small --match-params LSTM --lr "$rate" --seed "$seed" \
-      --eval-at "$rungs" --checkpoint "$runs/zs-$name-lr$rate-s$seed" --zoo "$zoo_full" \
-      --lock-timeout 3600 --json > "$out/zs-$name-lr$rate-s$seed.json"
-    cat "$out/zs-$name-lr$rate-s$seed.json" ;;
+    full_run zs ptb "$zoo_full" "${2:?which cell}" "${3:?its probed rate}" "${4:-0}" \
+      --eval-at "$rungs" ;;
+  wikitext)
+    full_run wt2 wikitext-2 "$zoo_wt2" "${2:?which cell}" "${3:?its probed rate}" "${4:-0}" ;;
   fidelity)  # reads the searches' zoos (the random arm's when it has one) and the full runs
     shift
     random_zoo=()
