@@ -113,22 +113,24 @@ class LadderCell:
         return 1, math.inf, run.hash
 
 
-def ladder_cells(zoo: Zoo, searches: Sequence[SearchRun]) -> list[LadderCell]:
-    """The cells the ladder searches trained, best first (`LadderCell.rank`); results whose
-    run is not in ``zoo`` are left out."""
+def ladder_cells(zoo: Zoo, searches: Sequence[SearchRun]) -> tuple[list[LadderCell], int]:
+    """The cells the ladder searches trained, best first (`LadderCell.rank`), and how many of
+    the trainings they logged are not in ``zoo`` (those are left out)."""
     by_id = {r.run_id: r for r in zoo.runs()}
     cells: dict[str, dict[int, Run]] = {}
     found: dict[str, dict[str, None]] = {}
+    missing = 0
     for row in progress_data(searches).itertuples():
         run = by_id.get(row.run_id)
         if run is None:
+            missing += 1
             continue
         rungs = cells.setdefault(run.hash, {})
         if row.rung not in rungs or _best_first(run) < _best_first(rungs[row.rung]):
             rungs[row.rung] = run
         found.setdefault(run.hash, {})[row.run] = None
     return sorted((LadderCell(runs, ", ".join(found[h])) for h, runs in cells.items()),
-                  key=lambda cell: cell.rank)
+                  key=lambda cell: cell.rank), missing
 
 
 def full_runs(zoo: Zoo, run: Run, preset: str) -> list[Run]:
@@ -168,9 +170,28 @@ def _ladder_cells(rep: Report, searches: Sequence[SearchRun]) -> str:
 def _ladder_cells_table(rep: Report, searches: Sequence[SearchRun], table_id: str
                         ) -> tuple[str, list[dict]]:
     """The table of one ladder's best cells and the CSV records of their runs."""
-    ranked = ladder_cells(rep.zoo, searches)[: rep.options.rows]
+    ranked, missing = ladder_cells(rep.zoo, searches)
+    ranked = ranked[: rep.options.rows]
     if not ranked:
         return h.note(f"no run of {', '.join(s.label for s in searches)} is in the zoo"), []
+    table, records = _ranked_table(rep, searches, ranked, table_id)
+    return _missing_remark(rep, searches, missing) + table, records
+
+
+def _missing_remark(rep: Report, searches: Sequence[SearchRun], missing: int) -> str:
+    """A warning when the searches logged trainings the zoo lacks ('' when none)."""
+    if not missing:
+        return ""
+    return h.remark(f"{missing} of the trainings {', '.join(s.label for s in searches)} logged "
+                    f"are not in the zoo {rep.zoo.path.name} and are left out: the search wrote "
+                    f"another zoo, or this is a copy of the zoo file without its "
+                    f"{rep.zoo.path.name}.journal/ folder (`cellzoo zoo import` copies both).")
+
+
+def _ranked_table(rep: Report, searches: Sequence[SearchRun], ranked: list[LadderCell],
+                  table_id: str) -> tuple[str, list[dict]]:
+    """The best-cells table of one ladder's ``ranked`` cells and the CSV records of their
+    runs."""
     tokens = rep.known_rung_tokens(searches[0])
     preset = searches[0].config.ladder["preset"]
     rungs = range(max(max(c.runs) for c in ranked) + 1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -328,3 +329,19 @@ def test_a_ladder_searchs_best_cells_rank_by_rung_reached_then_perplexity(ladder
     saved = pd.read_csv(ladders["tmp"] / "page" / "best_cells.csv")
     assert list(saved["role"].unique()) == ["rung"] and len(saved) == len(EVOLVED + RANDOM)
     assert sorted(saved["rung"]) == sorted(k for _, k, _, _ in EVOLVED + RANDOM)
+
+
+def test_trainings_the_zoo_lacks_are_counted_on_the_page(ladders, tmp_path):
+    run_dir = tmp_path / "evolved"
+    shutil.copytree(ladders["dirs"][0], run_dir)
+    log = run_dir / "evaluations.jsonl"
+    last = json.loads(log.read_text().splitlines()[-1])
+    with log.open("a") as f:  # a training stored in another zoo
+        f.write(json.dumps(last | {"run_id": "0" * 16}) + "\n")
+    write_report(ladders["tmp"] / "zoo.h5", [run_dir], tmp_path / "page",
+                 Options(top=3, tokens=100, eval_tokens=300))
+    text = (tmp_path / "page" / "index.html").read_text(encoding="utf-8")
+    assert "1 of the trainings evolved logged are not in the zoo zoo.h5" in text
+    assert "zoo.h5.journal/" in text
+    whole = (ladders["tmp"] / "page" / "index.html").read_text(encoding="utf-8")
+    assert "are not in the zoo" not in whole  # every logged training is there
