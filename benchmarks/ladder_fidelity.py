@@ -59,7 +59,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -69,12 +68,11 @@ import numpy as np
 from cellzoo.common.io import json_safe
 from cellzoo.dsl import canonical_text, cell_hash, parse_cell
 from cellzoo.dsl.library import LIBRARY, resolve_cell
-from cellzoo.evolve.ladder import SCHEDULES, Ladder, prefix_point, rung_dir, train_rung
+from cellzoo.evolve.ladder import SCHEDULES, Ladder, prefix_point, prune_rungs, train_rung
 from cellzoo.evolve.probe import SCALES, RateOutcome, choose, descend, probe
 from cellzoo.evolve.variation import Variation
 from cellzoo.ranker.metrics import rank_metrics
 from cellzoo.train import TrainConfig, TrainResult, load_corpus, train_cell
-from cellzoo.train.checkpoint import CHECKPOINT_NAME
 from cellzoo.zoo import Zoo
 
 PRESETS = {"ptb": "zaremba-small", "synthetic": "synthetic-small"}
@@ -165,11 +163,7 @@ def run_probe(expr: str, ladder: Ladder, args: argparse.Namespace, journal: Jour
     print(f"probe {key}: lr {found.lr} (passed: {found.passed}) "
           f"val {found.result.val_ppl:.2f} {expr}", flush=True)
     if not args.keep_checkpoints:
-        for outcome in found.outcomes:
-            if outcome.lr != found.lr:
-                shutil.rmtree(rung_dir(root, 0, outcome.lr), ignore_errors=True)
-        if found.lr is not None:
-            prune(root, 0, found.lr)
+        prune_rungs(root, 0, found.lr)
 
 
 def take_search_probe(expr: str, ladder: Ladder, args: argparse.Namespace,
@@ -228,7 +222,7 @@ def upgrade_probe(expr: str, ladder: Ladder, args: argparse.Namespace,
             expr, ladder, 0, rate, args.train_seed, root, args.data)))
         print(f"rate {record['hash']}: lr {rate} from the stored outcomes", flush=True)
         if not args.keep_checkpoints:
-            prune(root, 0, rate)
+            prune_rungs(root, 0, rate)
     journal.add(record | {"lr": rate, "passed": passed})
 
 
@@ -255,8 +249,7 @@ def run_rung(expr: str, rung: int, ladder: Ladder, args: argparse.Namespace,
     print(f"rung {rung} {key}: {result.status} val {result.val_ppl:.2f} "
           f"test {result.test_ppl:.2f} ({result.seconds:.0f} s)", flush=True)
     if not args.keep_checkpoints:
-        shutil.rmtree(rung_dir(root, rung - 1, rate), ignore_errors=True)
-        prune(root, rung, rate)
+        prune_rungs(root, rung, rate)
 
 
 def stored_run(expr: str, ladder: Ladder, rung: int, rate: float,
@@ -285,11 +278,6 @@ def stored_run(expr: str, ladder: Ladder, rung: int, rate: float,
                     "zoo": str(zoo.path), "run_id": full.run_id, "curve_point": True,
                     "result": json_safe(result)}
     return None
-
-
-def prune(root: Path, rung: int, lr: float) -> None:
-    """A recorded run needs only its branch checkpoint (for the next promotion)."""
-    (rung_dir(root, rung, lr) / CHECKPOINT_NAME).unlink(missing_ok=True)
 
 
 def run_proxy(expr: str, args: argparse.Namespace, journal: Journal) -> None:

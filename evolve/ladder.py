@@ -29,6 +29,8 @@ docs/search.md, "The fidelity ladder".
 from __future__ import annotations
 
 import math
+import re
+import shutil
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -36,7 +38,7 @@ from typing import Any
 
 from cellzoo.dsl.library import resolve_cell
 from cellzoo.dsl.tree import Node
-from cellzoo.train.checkpoint import BRANCH_NAME, checkpoint_path
+from cellzoo.train.checkpoint import BRANCH_NAME, CHECKPOINT_NAME, checkpoint_path
 from cellzoo.train.config import TrainConfig, TrainResult
 from cellzoo.train.corpus import Corpus, load_corpus
 from cellzoo.train.loop import ProgressFn, Trainer, epoch_tokens, run_tokens
@@ -146,6 +148,21 @@ def prefix_point(curve: list[dict[str, Any]], config: TrainConfig,
 def rung_dir(root: str | Path, rung: int, lr: float) -> Path:
     """The checkpoint folder of one cell's run at ``rung`` and rate ``lr`` under ``root``."""
     return Path(root) / f"rung{rung}-lr{lr!r}"
+
+
+def prune_rungs(root: str | Path, rung: int, lr: float | None) -> None:
+    """Delete under a cell's checkpoint ``root`` what its recorded run at ``rung`` and rate
+    ``lr`` leaves no job needing: the folders of other rates (the probe's) and of lower
+    rungs, and that run's own resume checkpoint. Kept: its branch checkpoint, where a
+    promotion starts, and its rate's folders above ``rung`` (a promotion under way). With
+    ``lr`` None (the cell ran at no rate) every rung folder goes. Call it only once the
+    run's result is recorded where a rerun would read it: a deleted run trains again."""
+    for folder in Path(root).glob("rung*-lr*"):
+        match = re.fullmatch(r"rung(\d+)-lr(.+)", folder.name)
+        if match and (float(match[2]) != lr or int(match[1]) < rung):
+            shutil.rmtree(folder, ignore_errors=True)
+    if lr is not None:
+        (rung_dir(root, rung, lr) / CHECKPOINT_NAME).unlink(missing_ok=True)
 
 
 def train_rung(cell: Node | str, ladder: Ladder, rung: int, lr: float | None, seed: int,

@@ -9,7 +9,8 @@ RUN_DIR/
   evaluations.jsonl        one line per result that joined the population (or, on a
                            ladder, a rung result that updated its member)
   ranker_log.jsonl         one line per trained candidate the ranker had scored (and rung)
-  cells/<hash>/            a ladder search's per-cell rung checkpoints (promotions continue them)
+  cells/<hash>/            a ladder search's per-cell rung checkpoints: the branch a promotion
+                           continues, and the run under way (`Climb.prune` deletes the rest)
 ```
 
 Checkpoints: each save writes a new .pt first, then replaces the JSON atomically, then

@@ -17,7 +17,7 @@ from typing import Any
 
 from cellzoo.evolve.config import SearchConfig
 from cellzoo.evolve.jobs import Job, result_from_run
-from cellzoo.evolve.ladder import Asha, Ladder, prefix_point
+from cellzoo.evolve.ladder import Asha, Ladder, prefix_point, prune_rungs
 from cellzoo.evolve.rundir import RunDir
 from cellzoo.train import TrainResult
 from cellzoo.train.config import NOT_LEARNED
@@ -123,6 +123,15 @@ class Climb:
                 "score": job.score, "predicted": job.predicted, "round": job.round}
         ok = result.status == "ok"
         self.asha.record(job.rung, job.hash, result.val_ppl if ok else None)
+
+    def prune(self) -> None:
+        """Delete every recorded cell's rung checkpoints that no job can need any more
+        (`ladder.prune_rungs` at its highest recorded rung). The search calls it after each
+        checkpoint of its own, which covers every recorded result, so a resumed search
+        never reruns a job whose folders are gone."""
+        for cell_hash, cell in self.cells.items():
+            top = max(k for k, results in enumerate(self.asha.results) if cell_hash in results)
+            prune_rungs(self.files.cell_dir(cell_hash), top, cell["lr"])
 
     def state_dict(self) -> dict[str, Any]:
         return {"asha": self.asha.state_dict(), "cells": self.cells}

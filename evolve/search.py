@@ -364,6 +364,8 @@ class Search:
         }
         tensors = {"global_rng": rng_states(), **self.breeder.tensors()}
         self.files.save_checkpoint(self.counters.seq, state, tensors)
+        if self.climb is not None:
+            self.climb.prune()
 
     def _restore(self, state: dict[str, Any], tensors: dict[str, Any]) -> None:
         if state["config_key"] != self.key:

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from cellzoo.evolve.config import FIELDS, SearchConfig
-from cellzoo.evolve.ladder import DEFAULT_RUNG0_TOKENS, Asha, Ladder, rung_dir, train_rung
+from cellzoo.evolve.ladder import (
+    DEFAULT_RUNG0_TOKENS,
+    Asha,
+    Ladder,
+    prune_rungs,
+    rung_dir,
+    train_rung,
+)
 from cellzoo.train import TrainConfig, train_cell
 from cellzoo.train.corpus import load_corpus
 
@@ -85,6 +92,19 @@ def test_promotion_continues_exactly_and_the_top_rung_is_the_preset_run(tmp_path
     assert (again.val_ppl, again.test_ppl) == (top.val_ppl, top.test_ppl)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"rung{k}-lr1.0" for k in range(3)]
     assert rung_dir(tmp_path, 1, 1.0) == tmp_path / "rung1-lr1.0"
+
+
+def test_pruning_keeps_the_branch_a_promotion_needs_and_the_run_under_way(tmp_path):
+    for rung, lr in ((0, 1.0), (0, 0.5), (0, 0.25), (1, 0.5), (2, 0.5)):
+        folder = rung_dir(tmp_path, rung, lr)
+        folder.mkdir()
+        for name in ("checkpoint.pt", "branch.pt"):
+            (folder / name).write_bytes(b"x")
+    prune_rungs(tmp_path, 1, 0.5)  # recorded at rung 1, rung 2 under way
+    kept = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.pt"))
+    assert kept == ["rung1-lr0.5/branch.pt", "rung2-lr0.5/branch.pt", "rung2-lr0.5/checkpoint.pt"]
+    prune_rungs(tmp_path, 0, None)  # a cell that ran at no rate keeps nothing
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_train_rung_refuses_a_rung_off_the_ladder(tmp_path):

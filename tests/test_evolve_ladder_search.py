@@ -125,6 +125,20 @@ def test_the_ladder_search_promotes_and_ranks_within_rungs(reference):
         assert best_share <= set(asha["results"][rung + 1])
 
 
+def test_each_cell_keeps_only_the_branch_of_its_highest_rung(reference):
+    """Failed probe rates, rungs below the highest and finished runs' resume checkpoints
+    are deleted once the search's checkpoint records them (the kill tests resume past it)."""
+    tmp, _, _, result = reference
+    kept = 0
+    for cell_hash, lr in result["rates"].items():
+        top = max(k for k, done in enumerate(result["asha"]["results"]) if cell_hash in done)
+        root = tmp / "ref" / "cells" / cell_hash
+        files = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+        assert files <= {f"rung{top}-lr{lr!r}/branch.pt"}, (cell_hash, files)
+        kept += len(files)
+    assert kept >= len(result["rates"]) // 2  # the ok cells' branches are there
+
+
 def test_the_ranker_fits_on_the_ladders_rung0_runs_and_nothing_is_reused(reference):
     tmp, toml, _, result = reference
     search = Search(resolve(load_toml(toml), {"zoo": str(tmp / "ref.h5")}), tmp / "other")
