@@ -14,7 +14,10 @@ that on results already measured, without training anything:
 
 Kendall tau (`rank_metrics`) of each pair's extrapolation beside that of its later point alone.
 
-    python benchmarks/curve_extrapolation.py [--data DIR] [--rows FILE] [--json]
+    python benchmarks/curve_extrapolation.py [--data DIR] [--rows FILE] [--ladder TOML] [--json]
+
+The table's rung columns are read as the rungs of ``--ladder`` (default
+configs/ptb-ladder.toml) on its corpus (from ``$CELLZOO_DATA``); its last rung is the full run.
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
+from cellzoo.evolve.config import load_toml, resolve
 from cellzoo.ranker.metrics import rank_metrics
 from cellzoo.ranker.nbnlp import load_runs
+from cellzoo.train.corpus import load_corpus
 
-ROWS = Path(__file__).resolve().parent.parent / "docs" / "data" / "ptb-fidelity-cells.json"
-PTB_FULL_TOKENS = 12_084_280  # zaremba-small: 13 epochs of PTB's 929,560 training tokens
-PTB_RUNG_TOKENS = {"rung 0": 149_188, "rung 1": 447_565, "rung 2": 1_342_697,
-                   "rung 3": 4_028_093}
+REPO = Path(__file__).resolve().parent.parent
+ROWS = REPO / "docs" / "data" / "ptb-fidelity-cells.json"
+LADDER = REPO / "configs" / "ptb-ladder.toml"  # the ladder the fidelity table's rungs are of
 NB_EPOCHS = 50
 NB_PAIRS = [(1, 2), (1, 3), (2, 5), (1, 5), (3, 10), (5, 10)]
 
@@ -70,25 +74,34 @@ def nas_bench_rows(data: str | None) -> list[dict]:
     return rows
 
 
-def point_tokens(name: str) -> int:
+def rung_tokens(ladder_toml: Path = LADDER) -> list[int]:
+    """Training tokens of each rung of a search config's ladder on its corpus, the full run
+    (the top rung) last."""
+    ladder = resolve(load_toml(ladder_toml), {}).make_ladder()
+    return ladder.budgets(load_corpus(ladder.base.task))
+
+
+def point_tokens(name: str, rungs: Sequence[int]) -> int:
     """Training tokens at a fidelity-table column ("rung 1", "point 929,560")."""
-    if name in PTB_RUNG_TOKENS:
-        return PTB_RUNG_TOKENS[name]
+    if found := re.fullmatch(r"rung (\d+)", name):
+        return rungs[int(found.group(1))]
     return int(re.fullmatch(r"point ([\d,]+)", name).group(1).replace(",", ""))
 
 
-def fidelity_rows(path: Path) -> list[dict]:
+def fidelity_rows(path: Path, rungs: Sequence[int]) -> list[dict]:
     """Per pair of points of the PTB fidelity table: tau of the later point and of the
-    extrapolation to the full run, over the cells that have both."""
+    extrapolation to the full run (the last of ``rungs``), over the cells that have both."""
     cells = json.loads(path.read_text())
-    names = sorted((k for k in cells[0] if k.startswith(("rung ", "point "))), key=point_tokens)
+    names = sorted((k for k in cells[0] if k.startswith(("rung ", "point "))),
+                   key=lambda name: point_tokens(name, rungs))
     rows = []
     for a, b in itertools.combinations(names, 2):
         have = [c for c in cells if c.get(a) and c.get(b)]
         log_a, log_b = (np.log([c[k] for c in have]) for k in (a, b))
         test = np.array([c["test"] for c in have])
-        line = extrapolate(log_a, log_b, point_tokens(a), point_tokens(b), PTB_FULL_TOKENS)
-        rows.append({"points": f"{a} and {b}", "cost": point_tokens(b) / PTB_FULL_TOKENS,
+        at_a, at_b = point_tokens(a, rungs), point_tokens(b, rungs)
+        line = extrapolate(log_a, log_b, at_a, at_b, rungs[-1])
+        rows.append({"points": f"{a} and {b}", "cost": at_b / rungs[-1],
                      "cells": len(have), "tau later point": tau(log_b, test),
                      "tau extrapolated": tau(line, test)})
     return rows
@@ -108,16 +121,20 @@ def main() -> None:
     parser.add_argument("--data", help="folder of the NAS-Bench-NLP logs (default: "
                                        "$CELLZOO_DATA/nas-bench-nlp)")
     parser.add_argument("--rows", type=Path, default=ROWS, help="the PTB fidelity table's rows")
+    parser.add_argument("--ladder", type=Path, default=LADDER,
+                        help="the search config whose ladder the table's rungs are of")
     parser.add_argument("--json", action="store_true", help="print both tables as JSON")
     args = parser.parse_args()
-    tables = {"nas-bench-nlp": nas_bench_rows(args.data), "ptb-ladder": fidelity_rows(args.rows)}
+    rungs = rung_tokens(args.ladder)
+    tables = {"nas-bench-nlp": nas_bench_rows(args.data),
+              "ptb-ladder": fidelity_rows(args.rows, rungs)}
     if args.json:
         print(json.dumps(tables, indent=1))
         return
     print_table("NAS-Bench-NLP, PTB: epochs a and b extrapolated to epoch 50, against the final "
                 "test perplexity", tables["nas-bench-nlp"])
     print_table(f"PTB fidelity table ({args.rows.name}): two points extrapolated to the full "
-                f"run's {PTB_FULL_TOKENS:,} tokens, against its test perplexity",
+                f"run's {rungs[-1]:,} tokens, against its test perplexity",
                 tables["ptb-ladder"])
 
 
