@@ -131,7 +131,7 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
         search = Search.open(config, run_dir, **plugins)
         if search.resumed:
             click.echo(f"resuming the search in {run_dir}: {search.new_trained} of "
-                       f"{config.evaluations} candidates trained", err=True)
+                       f"{config.evaluations} candidates trained{_to_go(search)}", err=True)
         with Reporter(config.evaluations, search.new_trained,
                       live=None if not as_json else False) as reporter:
             search.on_event = reporter
@@ -253,6 +253,23 @@ def _report(search: Any, as_json: bool) -> None:
     console.print(best_table(top, f"best cells of {search.run_dir} "
                                   f"({search.new_trained} trained, "
                                   f"{search.counters.reused} reused)"))
+
+
+def _to_go(search) -> str:
+    """'; about H training hours to go ...' for a ladder search (`ladder_forecast`), else ''."""
+    from cellzoo.evolve.forecast import hours_left, ladder_forecast
+    from cellzoo.evolve.progress import progress_frame
+
+    if search.climb is None or not search.files.is_search:
+        return ""
+    forecast = ladder_forecast(progress_frame([search.files.path]), search.config.evaluations,
+                               search.climb.ladder.eta, search.climb.asha.rungs)
+    left = hours_left(forecast)
+    if not math.isfinite(left):
+        return "; no forecast of the hours to go before the first promotion"
+    rungs = ", ".join(f"{h:.1f}" for h in forecast["hours_left"])
+    return (f"; about {left:.1f} training hours to go at its pace so far (rungs 0-"
+            f"{len(forecast) - 1}: {rungs})")
 
 
 @click.command("progress")

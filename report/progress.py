@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from cellzoo.evolve.forecast import hours_left, ladder_forecast
 from cellzoo.evolve.progress import draw_progress, progress_frame
 from cellzoo.report import html as h
 from cellzoo.report.context import Report, SearchRun, Unavailable
@@ -50,11 +51,13 @@ def progress_section(rep: Report) -> str:
     frame.to_csv(rep.out / "progress.csv", index=False)
     if any(s.config.ladder for s in searches):
         tokens = {s.label: rep.known_rung_tokens(s) for s in searches}
+        plans = {s.label: (s.config.evaluations, s.config.make_ladder().eta)
+                 for s in searches if s.config.ladder}
         caption = ("one panel per ladder rung (perplexities are compared within a rung only): "
                    "every training (colour: origin) at the point of its run where it happened, "
                    "counted in rung-0 cells (new candidates) trained, and the best so far per "
                    "kind of search and rung (log scale)")
-        table = _ladder_progress_table(frame, tokens)
+        table = _ladder_progress_table(frame, tokens, plans)
     else:
         caption = ("every trained candidate (colour: origin) and the best so far per kind of "
                    "search (log scale)")
@@ -79,15 +82,19 @@ def _progress_table(frame: pd.DataFrame) -> str:
     return h.table(header, rows, numeric=(2, 3, 4, 5, 6), table_id="progress-table")
 
 
-def _ladder_progress_table(frame: pd.DataFrame, tokens: dict[str, list[int]]) -> str:
+def _ladder_progress_table(frame: pd.DataFrame, tokens: dict[str, list[int]],
+                           plans: dict[str, tuple[int, int]]) -> str:
     """Per run of a ladder search, a row per rung (``tokens``: each run's rung budgets, []
     if unknown) and one for all rungs: trainings, diverged or failed, CPU hours (the logged
     seconds), the best at the rung, the rung-0 cells trained when it was first reached, and
-    those needed to reach random search's best at the same rung."""
+    those needed to reach random search's best at the same rung; and the forecast
+    (`ladder_forecast`, from each run's ``plans``: its rung-0 cells and eta) of the
+    trainings at the end and the CPU hours to go."""
     targets = random_bests(frame)
     rows = []
     for run, part in frame.groupby("run", sort=False):
         arm = part["arm"].iloc[0]
+        plan = _plan(part, len(tokens[run]), *plans[run])
         for rung, at in part.groupby("rung"):
             best = at["best_so_far"].iloc[-1]
             target = targets.get(rung, math.nan)
@@ -95,12 +102,28 @@ def _ladder_progress_table(frame: pd.DataFrame, tokens: dict[str, list[int]]) ->
                     else str(rung))
             rows.append([h.text(run), h.text(arm), h.text(name), *_cost(at), h.num(best),
                          h.num(reached_at(at, best, "cells") if math.isfinite(best) else None),
-                         h.num(target), _reach_text(at, target, "cells", part["cells"].max())])
-        rows.append([h.text(run), h.text(arm), "all rungs", *_cost(part), "", "", "", ""])
+                         h.num(target), _reach_text(at, target, "cells", part["cells"].max()),
+                         *plan.get(int(rung), [h.MISSING] * 2)])
+        rows.append([h.text(run), h.text(arm), "all rungs", *_cost(part), "", "", "", "",
+                     *plan.get("all", [h.MISSING] * 2)])
     header = ["run", "kind", "rung", "trainings (rung 0: new cells)", "diverged/failed",
               "CPU hours", "best val ppl", "reached at (rung-0 cells)",
-              "random's best at the rung", "rung-0 cells to reach random's best"]
-    return h.table(header, rows, numeric=(3, 4, 5, 6, 7, 8, 9), table_id="progress-table")
+              "random's best at the rung", "rung-0 cells to reach random's best",
+              "trainings at the end (forecast)", "CPU hours to go (forecast)"]
+    return h.table(header, rows, numeric=(3, 4, 5, 6, 7, 8, 9, 10, 11),
+                   table_id="progress-table")
+
+
+def _plan(part: pd.DataFrame, rungs: int, evaluations: int, eta: int) -> dict:
+    """The forecast cells of one run's rows: rung -> [trainings, hours to go], and "all"
+    (nothing when its rung count is unknown)."""
+    if not rungs:
+        return {}
+    forecast = ladder_forecast(part, evaluations, eta, rungs)
+    plan = {int(row.rung): [h.num(int(row.expected)), h.num(row.hours_left)]
+            for row in forecast.itertuples()}
+    return plan | {"all": [h.num(int(forecast["expected"].sum())),
+                           h.num(hours_left(forecast))]}
 
 
 def _cost(part: pd.DataFrame) -> list[str]:

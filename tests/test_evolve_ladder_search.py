@@ -194,6 +194,8 @@ def test_the_report_reads_a_ladder_run(reference, tmp_path):
         at = [r for r in log if r["rung"] == rung]
         assert row[3] == str(len(at))
         assert row[6] == f"{min(r['val_ppl'] for r in at if r['status'] == 'ok'):,.2f}"
+        assert row[10:] == [str(6 // 2 ** rung), "0.00"]  # the forecast: a finished search
+    assert next(r for r in rows if r[2] == "all rungs")[10:] == ["10", "0.00"]
 
     header, *cells = page.tables["best-cells"]
     assert header[5:8] == ["rung 0 val ppl (9,000 tokens)", "rung 1 val ppl (18,000 tokens)",
@@ -229,6 +231,8 @@ def test_killed_after_a_promotion_result_then_resumed(reference):
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert outcome(zoo, run_dir) == expected
+    # the promotion's log line went with the kill: no rung-1 cost to forecast from yet
+    assert "no forecast of the hours to go before the first promotion" in resumed.stderr
 
 
 def test_killed_at_random_moments_twice_then_rerun(reference):

@@ -1,0 +1,46 @@
+"""What a ladder search will still cost: its trainings per rung once it has its rung-0
+cells, and the training hours still to come at the pace it has kept so far.
+
+ASHA promotes the best ``1/eta`` of the results at each rung, so a search of ``n`` rung-0
+cells ends with about ``n // eta**k`` trainings at rung ``k`` (fewer where fewer cells run
+ok). A rung's cost per training is the mean of its logged trainings. A rung with none yet
+costs the rung below's cost times ``eta``: a promotion continues the rung below's branch
+checkpoint and trains the tokens in between, which grow by ``eta`` from rung to rung.
+Rung 1 is never extrapolated from rung 0, whose trainings include the probe's rates:
+before the first promotion there is no forecast above rung 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+COLUMNS = ["rung", "trained", "expected", "hours", "hours_each", "hours_left"]
+
+
+def ladder_forecast(frame: pd.DataFrame, evaluations: int, eta: int,
+                    rungs: int) -> pd.DataFrame:
+    """Per rung of one ladder search (rows of `progress_frame` for one run): trainings so
+    far, trainings expected at ``evaluations`` rung-0 cells, training hours so far, per
+    training (measured, or extrapolated: see the module doc; nan where neither) and still
+    to come (nan where the cost per training is unknown)."""
+    rows, each = [], math.nan
+    for rung in range(rungs):
+        done = frame[frame["rung"] == rung]
+        hours = float(done["seconds"].sum()) / 3600
+        if len(done):
+            each = hours / len(done)
+        elif rung > 1:
+            each *= eta
+        else:
+            each = math.nan
+        expected = evaluations // eta ** rung
+        left = max(expected - len(done), 0)
+        rows.append([rung, len(done), expected, hours, each, left * each if left else 0.0])
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def hours_left(forecast: pd.DataFrame) -> float:
+    """The training hours still to come over all rungs (nan when a rung's cost is unknown)."""
+    return float(forecast["hours_left"].sum(skipna=False))

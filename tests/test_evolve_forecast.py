@@ -1,0 +1,45 @@
+"""The cost forecast of a ladder search: ASHA's trainings per rung at the end, and the hours
+to go from each rung's measured cost, extrapolated by eta to rungs not reached yet."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from cellzoo.evolve.forecast import hours_left, ladder_forecast
+
+
+def frame(seconds_per_rung: dict[int, list[float]]) -> pd.DataFrame:
+    """Rows as `progress_frame` gives them: one per training, with its rung and seconds."""
+    return pd.DataFrame([{"rung": rung, "seconds": s}
+                         for rung, seconds in seconds_per_rung.items() for s in seconds])
+
+
+def test_measured_rungs_cost_their_mean_and_higher_ones_eta_times_the_rung_below():
+    runs = frame({0: [360.0] * 30, 1: [1800.0, 1800.0, 3600.0], 2: [7200.0]})
+    forecast = ladder_forecast(runs, evaluations=90, eta=3, rungs=5)
+    assert forecast["trained"].tolist() == [30, 3, 1, 0, 0]
+    assert forecast["expected"].tolist() == [90, 30, 10, 3, 1]  # 90 // 3**k
+    assert forecast["hours"].tolist() == pytest.approx([3.0, 2.0, 2.0, 0.0, 0.0])
+    assert forecast["hours_each"].tolist() == pytest.approx([0.1, 2 / 3, 2.0, 6.0, 18.0])
+    assert forecast["hours_left"].tolist() == pytest.approx([6.0, 18.0, 18.0, 18.0, 18.0])
+    assert hours_left(forecast) == pytest.approx(78.0)
+
+
+def test_no_forecast_above_rung0_before_the_first_promotion():
+    forecast = ladder_forecast(frame({0: [60.0] * 4}), evaluations=9, eta=3, rungs=3)
+    assert forecast["hours_left"].iloc[0] == pytest.approx(5 / 60)
+    assert forecast["hours_left"].iloc[1:].isna().all()
+    assert math.isnan(hours_left(forecast))
+
+
+def test_a_rung_done_or_past_its_expected_count_has_nothing_to_go():
+    """ASHA can promote more than n // eta (an early promotion among fewer results), and a
+    rung no cell will reach costs nothing, known or not."""
+    runs = frame({0: [60.0] * 4, 1: [600.0, 600.0, 600.0]})
+    forecast = ladder_forecast(runs, evaluations=4, eta=2, rungs=4)
+    assert forecast["expected"].tolist() == [4, 2, 1, 0]
+    assert forecast["hours_left"].tolist() == pytest.approx([0.0, 0.0, 1 / 3, 0.0])
+    assert hours_left(forecast) == pytest.approx(1 / 3)
