@@ -85,25 +85,22 @@ def _progress_table(frame: pd.DataFrame) -> str:
 def _ladder_progress_table(frame: pd.DataFrame, tokens: dict[str, list[int]],
                            plans: dict[str, tuple[int, int]]) -> str:
     """Per run of a ladder search, a row per rung (``tokens``: each run's rung budgets, []
-    if unknown) and one for all rungs: trainings, diverged or failed, CPU hours (the logged
-    seconds), the best at the rung, the rung-0 cells trained when it was first reached, and
-    those needed to reach random search's best at the same rung; and the forecast
-    (`ladder_forecast`, from each run's ``plans``: its rung-0 cells and eta) of the
-    trainings at the end and the CPU hours to go."""
+    if unknown; a rung not reached yet has a row when its run's rung count is known) and
+    one for all rungs: trainings, diverged or failed, CPU hours (the logged seconds), the
+    best at the rung, the rung-0 cells trained when it was first reached, and those needed
+    to reach random search's best at the same rung; and the forecast (`ladder_forecast`,
+    from a run's ``plans`` entry: its rung-0 cells and eta) of the trainings at the end
+    and the CPU hours to go."""
     targets = random_bests(frame)
     rows = []
     for run, part in frame.groupby("run", sort=False):
-        arm = part["arm"].iloc[0]
-        plan = _plan(part, len(tokens[run]), *plans[run])
-        for rung, at in part.groupby("rung"):
-            best = at["best_so_far"].iloc[-1]
-            target = targets.get(rung, math.nan)
-            name = (f"{rung} ({tokens[run][rung]:,} tokens)" if rung < len(tokens[run])
-                    else str(rung))
-            rows.append([h.text(run), h.text(arm), h.text(name), *_cost(at), h.num(best),
-                         h.num(reached_at(at, best, "cells") if math.isfinite(best) else None),
-                         h.num(target), _reach_text(at, target, "cells", part["cells"].max()),
-                         *plan.get(int(rung), [h.MISSING] * 2)])
+        arm, budgets = part["arm"].iloc[0], tokens[run]
+        plan = _plan(part, len(budgets), plans.get(run))
+        for rung in range(max(len(budgets), part["rung"].max() + 1)):
+            at = part[part["rung"] == rung]
+            name = f"{rung} ({budgets[rung]:,} tokens)" if rung < len(budgets) else str(rung)
+            rows.append([h.text(run), h.text(arm), h.text(name), *_cost(at), *_bests(at, part,
+                         targets.get(rung, math.nan)), *plan.get(rung, [h.MISSING] * 2)])
         rows.append([h.text(run), h.text(arm), "all rungs", *_cost(part), "", "", "", "",
                      *plan.get("all", [h.MISSING] * 2)])
     header = ["run", "kind", "rung", "trainings (rung 0: new cells)", "diverged/failed",
@@ -114,16 +111,25 @@ def _ladder_progress_table(frame: pd.DataFrame, tokens: dict[str, list[int]],
                    table_id="progress-table")
 
 
-def _plan(part: pd.DataFrame, rungs: int, evaluations: int, eta: int) -> dict:
+def _bests(at: pd.DataFrame, part: pd.DataFrame, target: float) -> list[str]:
+    """A run's best at one rung (``at``: its rows there), the rung-0 cells it was first
+    reached at, random search's best ``target`` there and when the run reached it."""
+    best = at["best_so_far"].iloc[-1] if len(at) else math.nan
+    return [h.num(best),
+            h.num(reached_at(at, best, "cells") if math.isfinite(best) else None),
+            h.num(target), _reach_text(at, target, "cells", part["cells"].max())]
+
+
+def _plan(part: pd.DataFrame, rungs: int, plan: tuple[int, int] | None) -> dict:
     """The forecast cells of one run's rows: rung -> [trainings, hours to go], and "all"
-    (nothing when its rung count is unknown)."""
-    if not rungs:
+    (nothing when its rung count or ``plan``, its rung-0 cells and eta, is unknown)."""
+    if not rungs or plan is None:
         return {}
-    forecast = ladder_forecast(part, evaluations, eta, rungs)
-    plan = {int(row.rung): [h.num(int(row.expected)), h.num(row.hours_left)]
-            for row in forecast.itertuples()}
-    return plan | {"all": [h.num(int(forecast["expected"].sum())),
-                           h.num(hours_left(forecast))]}
+    forecast = ladder_forecast(part, *plan, rungs)
+    cells = {int(row.rung): [h.num(int(row.expected)), h.num(row.hours_left)]
+             for row in forecast.itertuples()}
+    return cells | {"all": [h.num(int(forecast["expected"].sum())),
+                            h.num(hours_left(forecast))]}
 
 
 def _cost(part: pd.DataFrame) -> list[str]:

@@ -216,6 +216,24 @@ def test_the_report_reads_a_ladder_run(reference, tmp_path):
                                                                     for r in log}
 
 
+def test_the_progress_table_forecasts_the_rungs_not_reached_yet(reference):
+    """The search as it stood before its first promotion: rungs 1 and 2 have rows with the
+    trainings ASHA will give them and no hours forecast yet (no promotion to measure)."""
+    from cellzoo.report.progress import _ladder_progress_table
+
+    tmp = reference[0]
+    frame = progress_frame([tmp / "ref"])
+    early = frame[frame["rung"] == 0]
+    label = early["run"].iloc[0]
+    page = Page(_ladder_progress_table(early, {label: [9000, 18000, 36000]}, {label: (6, 2)}))
+    rows = {r[2]: r for r in page.tables["progress-table"][1:]}
+    assert rows["0 (9,000 tokens)"][3] == "6" and rows["0 (9,000 tokens)"][10:] == ["6", "0.00"]
+    assert rows["1 (18,000 tokens)"][3:6] == ["0", "0", "0.00"]
+    assert rows["1 (18,000 tokens)"][10:] == ["3", "–"]
+    assert rows["2 (36,000 tokens)"][10:] == ["1", "–"]
+    assert rows["all rungs"][10:] == ["10", "–"]
+
+
 def test_killed_after_a_promotion_result_then_resumed(reference):
     tmp, toml, _, expected = reference
     zoo, run_dir = tmp / "a.h5", tmp / "a"
