@@ -19,7 +19,9 @@ from cellzoo.evolve.ladder import (
     train_rung,
 )
 from cellzoo.train import TrainConfig, train_cell
+from cellzoo.train.config import PRESETS
 from cellzoo.train.corpus import load_corpus
+from cellzoo.train.loop import epoch_tokens
 
 SYNTH = load_corpus("synthetic")
 
@@ -92,6 +94,24 @@ def test_promotion_continues_exactly_and_the_top_rung_is_the_preset_run(tmp_path
     assert (again.val_ppl, again.test_ppl) == (top.val_ppl, top.test_ppl)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"rung{k}-lr1.0" for k in range(3)]
     assert rung_dir(tmp_path, 1, 1.0) == tmp_path / "rung1-lr1.0"
+
+
+def test_a_prefix_rung_past_the_decay_onset_promotes_to_the_full_run(tmp_path, monkeypatch):
+    """zaremba-small decays after 4 of 13 epochs, so its rung 3 (a third of the run) takes
+    decayed steps: its branch checkpoint is at the onset, and the top rung continues there.
+    The same here: decay after 1 of 4 epochs, rung 1 at a third of the run."""
+    early = TrainConfig.preset("synthetic-small", decay_after=1)
+    monkeypatch.setitem(PRESETS, "synthetic-early-decay", early)
+    ladder = Ladder("synthetic-early-decay", rungs=3)
+    tokens: list[int] = []
+    below = train_rung("LSTM", ladder, 1, None, 0, tmp_path)
+    assert {e["lr"] for e in below.curve} == {1.0, 0.5}  # past the onset
+    top = train_rung("LSTM", ladder, 2, None, 0, tmp_path,
+                     progress=lambda update: tokens.append(update.tokens))
+    full = train_cell("LSTM", early)
+    assert top.status == "ok", top.error
+    assert (top.val_ppl, top.test_ppl, top.curve) == (full.val_ppl, full.test_ppl, full.curve)
+    assert tokens[0] > epoch_tokens(SYNTH, early)  # continued from the onset, not from 0
 
 
 def test_pruning_keeps_the_branch_a_promotion_needs_and_the_run_under_way(tmp_path):

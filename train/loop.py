@@ -270,17 +270,30 @@ class Trainer:
         if payload is None:
             raise CheckpointError(f"no branch checkpoint in {self.branch_dir} (expected "
                                   f"{Path(self.branch_dir) / BRANCH_NAME})")
-        mine, other = self.config.to_dict(), TrainConfig.from_dict(payload["config"]).to_dict()
+        branch = TrainConfig.from_dict(payload["config"])
+        mine, other = self.config.to_dict(), branch.to_dict()
         differ = sorted(k for k, v in other.items()
                         if k not in BRANCH_FREE + NOT_LEARNED and mine[k] != v)
         pos = Position(**payload["position"])
         if payload["hash"] != self.hash or differ:
             raise CheckpointError(f"{self.branch_dir}: the branch checkpoint is of another cell "
                                   f"or recipe (cell {payload['expr']}, differing in {differ})")
-        if lr_at(self.config, pos.tokens, pos.epoch) != self.config.learning_rate:
+        if not (self._span(self.config) >= self._span(branch)
+                or lr_at(self.config, pos.tokens, pos.epoch) == self.config.learning_rate):
             raise CheckpointError(f"{self.branch_dir}: its branch point ({pos.tokens} tokens) "
                                   f"lies past this run's decay onset; it cannot continue there")
         self._load(payload)
+
+    def _span(self, config: TrainConfig) -> float:
+        """The tokens a config's rate schedule spreads its epochs over (nan without epochs).
+        A run whose span is at least the branch run's (same epochs, decay onset and rates:
+        the recipe check) has the undecayed rate wherever the branch run had it, so it
+        continues any branch point: prefix rungs share the full run's span, a compressed
+        rung's is eta times its rung below's. Else the branch point must precede this
+        run's own decay onset."""
+        if config.schedule_tokens is not None:
+            return config.schedule_tokens
+        return config.epochs * epoch_tokens(self.corpus, config) if config.epochs else math.nan
 
     def _load(self, payload: dict[str, Any]) -> None:
         self.model.load_state_dict(payload["model"])
