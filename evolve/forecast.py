@@ -3,7 +3,8 @@ cells, and the training hours still to come at the pace it has kept so far.
 
 ASHA promotes the best ``1/eta`` of the results at each rung, so a search of ``n`` rung-0
 cells ends with about ``n // eta**k`` trainings at rung ``k`` (fewer where fewer cells run
-ok). A rung's cost per training is the mean of its logged trainings. A rung with none yet
+ok). A rung's cost per training is the mean of its logged trainings that did not fail (a
+failed training, an error outside the cell, is retried on resume). A rung with none yet
 costs the rung below's cost times ``eta``: a promotion continues the rung below's branch
 checkpoint and trains the tokens in between, which grow by ``eta`` from rung to rung.
 Rung 1 is never extrapolated from rung 0, whose trainings include the probe's rates:
@@ -29,14 +30,15 @@ def ladder_forecast(frame: pd.DataFrame, evaluations: int, eta: int,
     for rung in range(rungs):
         done = frame[frame["rung"] == rung]
         hours = float(done["seconds"].sum()) / 3600
-        if len(done):
-            each = hours / len(done)
+        counted = done[done["status"] != "failed"]  # a failure is retried, its cost says nothing
+        if len(counted):
+            each = float(counted["seconds"].sum()) / 3600 / len(counted)
         elif rung > 1:
             each *= eta
         else:
             each = math.nan
         expected = evaluations // eta ** rung
-        left = max(expected - len(done), 0)
+        left = max(expected - len(counted), 0)
         rows.append([rung, len(done), expected, hours, each, left * each if left else 0.0])
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -235,6 +235,12 @@ class Asha:
                 return ready[0], rung + 1
         return None
 
+    def forget(self, rung: int, cell_hash: str) -> None:
+        """Drop ``cell_hash``'s result at ``rung`` (a failed promotion that trains again; its
+        promotion from the rung below stays taken)."""
+        self._check(rung)
+        del self.results[rung][cell_hash]
+
     def state_dict(self) -> dict[str, Any]:
         """Plain JSON data (diverged results are null, promoted sets sorted lists)."""
         return {"eta": self.eta, "rungs": self.rungs,

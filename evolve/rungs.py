@@ -81,7 +81,9 @@ class Climb:
         found = self.asha.next_promotion()
         if found is None:
             return None
-        cell_hash, rung = found
+        return self._rung_job(job_id, *found)
+
+    def _rung_job(self, job_id: int, cell_hash: str, rung: int) -> Job:
         cell = self.cells[cell_hash]
         return self.job(job_id, cell["expr"], cell["lineage"], rung, cell["lr"],
                         score=cell["score"], predicted=cell["predicted"], round=cell["round"])
@@ -126,12 +128,29 @@ class Climb:
 
     def prune(self) -> None:
         """Delete every recorded cell's rung checkpoints that no job can need any more
-        (`ladder.prune_rungs` at its highest recorded rung). The search calls it after each
-        checkpoint of its own, which covers every recorded result, so a resumed search
-        never reruns a job whose folders are gone."""
+        (`ladder.prune_rungs` at its highest rung with a result, else its highest recorded
+        one: a promotion that failed keeps the branch its retry continues, see `retry`).
+        The search calls it after each checkpoint of its own, which covers every recorded
+        result, so a resumed search never reruns a job whose folders are gone."""
         for cell_hash, cell in self.cells.items():
-            top = max(k for k, results in enumerate(self.asha.results) if cell_hash in results)
-            prune_rungs(self.files.cell_dir(cell_hash), top, cell["lr"])
+            recorded = [(results[cell_hash] is not None, k)
+                        for k, results in enumerate(self.asha.results) if cell_hash in results]
+            prune_rungs(self.files.cell_dir(cell_hash), max(recorded)[1], cell["lr"])
+
+    def failed_promotions(self, log: list[dict[str, Any]]) -> list[tuple[str, int, dict]]:
+        """(cell hash, rung, the cell's row at the rung below) of each promotion whose result
+        in ``log`` (the evaluations log, in order) is the cell's last and failed: an error
+        outside the cell (a diverged result stands), recorded and not yet retried."""
+        last = {row["hash"]: row for row in log}
+        rows = {(row["hash"], row["rung"]): row for row in log}
+        return [(h, row["rung"], rows[h, row["rung"] - 1]) for h, row in last.items()
+                if row["rung"] > 0 and row["status"] == "failed"
+                and h in self.asha.results[row["rung"]]]
+
+    def retry(self, job_id: int, cell_hash: str, rung: int) -> Job:
+        """The job that trains a failed promotion again (ASHA forgets the failed result)."""
+        self.asha.forget(rung, cell_hash)
+        return self._rung_job(job_id, cell_hash, rung)
 
     def state_dict(self) -> dict[str, Any]:
         return {"asha": self.asha.state_dict(), "cells": self.cells}

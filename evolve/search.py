@@ -18,7 +18,8 @@ complete; generational strategies wait at every round.
 
 Resume: the checkpoint is loaded, logs are cut back to it, jobs that were in
 flight but whose run this search already wrote to the zoo are taken from there,
-the others are resubmitted, and the loop goes on to the same total.
+the others are resubmitted, and the loop goes on to the same total. On a ladder, a
+promotion whose result failed (an error outside the cell) is resubmitted too.
 
 On a fidelity ladder (`SearchConfig.ladder`, `rungs.Climb`) a freed slot first takes
 ASHA's next promotion (the cell continues at the next rung), else a new rung-0
@@ -34,7 +35,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -187,14 +188,16 @@ class Search:
         """After a restore: take finished in-flight jobs from the zoo, resubmit the rest."""
         if not self.in_flight:
             return
-        mine: dict[str, list[Run]] = {}  # a cell's runs in zoo order: rung 0, 1, ...
+        # a cell has at most one job in flight: its result is the cell's run the log lacks
+        logged = {row.get("run_id") for row in self.files.evaluations()}
+        mine: dict[str, Run] = {}
         for run in self.zoo.runs():
-            if run.search_id == self.search_id:
-                mine.setdefault(run.hash, []).append(run)
+            if run.search_id == self.search_id and run.run_id not in logged:
+                mine.setdefault(run.hash, run)
         for job_id in sorted(self.in_flight):
             job = self.in_flight[job_id]
-            if len(mine.get(job.hash, [])) > job.rung:
-                run = mine[job.hash][job.rung]
+            if job.hash in mine:
+                run = mine[job.hash]
                 self._record_trained(job, result_from_run(run), run_id=run.run_id)
         for job_id in sorted(self.in_flight):
             self.executor.submit(self.in_flight[job_id])
@@ -387,7 +390,21 @@ class Search:
         if self.climb is not None:
             self.climb.load_state_dict(state["ladder"])
         self.files.cut_logs(self.counters.evaluated)
+        if self.climb is not None:
+            self._retry_failed()
         self._resumed = True
+
+    def _retry_failed(self) -> None:
+        """Promotions that failed (an error outside the cell, not a divergence) train again:
+        each goes back in flight, to be resubmitted with the others, and its member returns
+        to its result at the rung below until the new one arrives. The failed run stays in
+        the zoo and the log; a failure that repeats costs one attempt per resume."""
+        for cell_hash, rung, below in self.climb.failed_promotions(self.files.evaluations()):
+            job = self.climb.retry(self.counters.next_job, cell_hash, rung)
+            self.counters.next_job += 1
+            self.in_flight[job.job_id] = job
+            self.strategy.promote(Member.from_dict({f.name: below[f.name]
+                                                    for f in fields(Member)}))
 
     # ---- reporting -----------------------------------------------------------------------
 

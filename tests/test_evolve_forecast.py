@@ -13,7 +13,7 @@ from cellzoo.evolve.forecast import hours_left, ladder_forecast
 
 def frame(seconds_per_rung: dict[int, list[float]]) -> pd.DataFrame:
     """Rows as `progress_frame` gives them: one per training, with its rung and seconds."""
-    return pd.DataFrame([{"rung": rung, "seconds": s}
+    return pd.DataFrame([{"rung": rung, "seconds": s, "status": "ok"}
                          for rung, seconds in seconds_per_rung.items() for s in seconds])
 
 
@@ -43,3 +43,12 @@ def test_a_rung_done_or_past_its_expected_count_has_nothing_to_go():
     assert forecast["expected"].tolist() == [4, 2, 1, 0]
     assert forecast["hours_left"].tolist() == pytest.approx([0.0, 0.0, 1 / 3, 0.0])
     assert hours_left(forecast) == pytest.approx(1 / 3)
+
+
+def test_a_failed_training_is_still_to_go_and_costs_nothing_in_the_mean():
+    runs = frame({0: [60.0] * 9, 1: [600.0, 1200.0], 2: [0.0]})
+    runs.loc[runs.index[-1], "status"] = "failed"  # the top rung's one promotion failed
+    forecast = ladder_forecast(runs, evaluations=9, eta=3, rungs=3)
+    assert forecast["trained"].tolist() == [9, 2, 1]
+    assert forecast["hours_each"].tolist() == pytest.approx([1 / 60, 0.25, 0.75])
+    assert forecast["hours_left"].tolist() == pytest.approx([0.0, 0.25, 0.75])

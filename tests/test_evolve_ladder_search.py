@@ -65,6 +65,23 @@ KILL_AFTER_PROMOTION = textwrap.dedent("""
 """)
 
 
+#: corrupts the branch checkpoint that a cell's promotion to rung 2 starts from, as soon as
+#: the cell's rung-1 result arrives: that promotion fails, for a reason outside the cell
+CORRUPT_BRANCH = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from cellzoo.evolve.config import load_toml, resolve
+    from cellzoo.evolve.search import Search
+    toml, zoo, run_dir, cell = sys.argv[1:]
+    config = resolve(load_toml(toml), {"zoo": zoo})
+    def corrupt(event):
+        if event.member.hash == cell and event.member.rung == 1:
+            for branch in Path(run_dir, "cells", cell).glob("rung1-*/branch.pt"):
+                branch.write_bytes(b"not a checkpoint")
+    Search.open(config, run_dir, on_event=corrupt).run()
+""")
+
+
 def outcome(zoo: Path, run_dir: Path) -> dict:
     """What must not depend on interruptions or executors: the zoo's runs in order (with
     their config keys: width, rung and probed rate), the population, the evaluation log
@@ -251,6 +268,36 @@ def test_killed_after_a_promotion_result_then_resumed(reference):
     assert outcome(zoo, run_dir) == expected
     # the promotion's log line went with the kill: no rung-1 cost to forecast from yet
     assert "no forecast of the hours to go before the first promotion" in resumed.stderr
+
+
+def test_a_failed_promotion_trains_again_on_resume(reference):
+    """A promotion that failed (here: its branch checkpoint unreadable) is resubmitted on
+    resume, and the cell gets the rung result it would have had."""
+    tmp, toml, _, expected = reference
+    cell, value = next((r["hash"], r["val_ppl"]) for r in expected["log"] if r["rung"] == 2)
+    zoo, run_dir = tmp / "f.h5", tmp / "f"
+    first = subprocess.run([sys.executable, "-c", CORRUPT_BRANCH, str(toml), str(zoo),
+                            str(run_dir), cell], env=env(), capture_output=True, text=True,
+                           timeout=600)
+    assert first.returncode == 0, first.stderr
+    failed = [r for r in RunDir(run_dir).evaluations() if r["status"] == "failed"]
+    assert [(r["hash"], r["rung"]) for r in failed] == [(cell, 2)]
+    with Zoo.open(zoo, "r") as z:
+        assert "not a readable cellzoo checkpoint" in z.run(failed[0]["run_id"]).error
+    (branch,) = (run_dir / "cells" / cell).glob("rung1-*/branch.pt")  # kept for the retry
+    branch.unlink()  # the broken file goes: the retry trains rung 2 from scratch
+    resumed = subprocess.run(evolve_cmd(toml, zoo, run_dir, "--resume"), env=env(),
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    log = RunDir(run_dir).evaluations()
+    retried = [r for r in log if (r["hash"], r["rung"]) == (cell, 2)]
+    assert [r["status"] for r in retried] == ["failed", "ok"]
+    assert retried[1]["val_ppl"] == value  # the result of the uninterrupted search
+    state = RunDir(run_dir).state()
+    assert state["ladder"]["asha"]["results"][2][cell] == value and not state["in_flight"]
+    again = subprocess.run(evolve_cmd(toml, zoo, run_dir, "--resume"), env=env(),
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and len(RunDir(run_dir).evaluations()) == len(log)
 
 
 def test_killed_at_random_moments_twice_then_rerun(reference):
