@@ -2,12 +2,13 @@
 cells, and the training hours still to come at the pace it has kept so far.
 
 ASHA promotes the best ``1/eta`` of the results at each rung, so a search of ``n`` rung-0
-cells ends with about ``n // eta**k`` trainings at rung ``k`` (fewer where fewer cells run
-ok). A rung's cost per training is the mean of its logged trainings that did not fail (a
-failed training, an error outside the cell, is retried on resume). A rung with none yet
-costs the rung below's cost times ``eta``: a promotion continues the rung below's branch
-checkpoint and trains the tokens in between, which grow by ``eta`` from rung to rung.
-Rung 1 is never extrapolated from rung 0, whose trainings include the probe's rates:
+cells ends with about ``n // eta**k`` trainings at rung ``k``: more where cells were
+promoted early, among fewer results (a rung past its count has nothing to go), fewer where
+fewer cells run ok. A rung's cost per training is the mean of its logged trainings that
+did not fail (a failed training, an error outside the cell, is retried on resume). A rung
+with none yet costs the rung below's cost times ``eta``: a promotion continues the rung
+below's branch checkpoint and trains the tokens in between, which grow by ``eta`` from
+rung to rung. Rung 1 is never extrapolated from rung 0, whose trainings include the probe's rates:
 before the first promotion there is no forecast above rung 0.
 """
 
