@@ -116,7 +116,8 @@ def draw_progress(frame: pd.DataFrame, out: str | Path, title: str | None = None
     With several kinds of search (``arm``) there is one curve per kind (dash style),
     averaged over the runs of that kind, so that a search and random search are drawn side
     by side instead of averaged together. A ladder search gets one panel per rung over the
-    rung-0 cells trained, each with its own perplexity axis."""
+    rung-0 cells trained, each with its own perplexity axis (none for a rung with no
+    finished training yet)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,8 +126,11 @@ def draw_progress(frame: pd.DataFrame, out: str | Path, title: str | None = None
     import seaborn as sns
 
     sns.set_theme(style="whitegrid")
-    rungs = sorted(frame["rung"].unique())
-    ladder = len(rungs) > 1
+    present = sorted(frame["rung"].unique())
+    ladder = len(present) > 1
+    # a rung whose trainings all diverged or failed has no point to draw
+    rungs = [r for r in present
+             if r == present[0] or frame.loc[frame["rung"] == r, "val_ppl"].notna().any()]
     fig, axes = plt.subplots(len(rungs), 1, figsize=(10, 1.5 + 3.2 * len(rungs)) if ladder
                              else (8, 5), sharex=True, squeeze=False)
     curves = best_curves(frame)

@@ -283,6 +283,15 @@ def test_a_ladder_searchs_progress_has_one_monotone_line_per_arm_and_rung(ladder
             assert best == _best(LOGS[run], rung, n)
     png = draw_progress(frame, ladders["tmp"] / "p.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+    failed = frame.iloc[[-1]].assign(rung=3, val_ppl=math.nan, status="failed",
+                                     best_so_far=math.nan)
+    same = draw_progress(pd.concat([frame, failed]), ladders["tmp"] / "q.png")
+    assert _png_size(same) == _png_size(png)  # no panel for a rung with nothing finished
+
+
+def _png_size(path) -> tuple[int, int]:
+    header = path.read_bytes()[16:24]  # IHDR: width and height, big-endian
+    return int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
 
 
 def test_a_ladder_searchs_progress_table_compares_within_rungs(ladders):
