@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 
@@ -58,6 +58,11 @@ class Member:
         data = dict(data)
         data["val_ppl"] = math.nan if data["val_ppl"] is None else float(data["val_ppl"])
         return cls(**data)
+
+    @classmethod
+    def from_log(cls, row: dict[str, Any]) -> Member:
+        """The member an evaluations-log row records (the row's other columns left out)."""
+        return cls.from_dict({f.name: row[f.name] for f in fields(cls)})
 
 
 def tournament(members: list[Member], sample: int, rng: random.Random) -> Member:

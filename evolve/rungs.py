@@ -61,6 +61,8 @@ class Climb:
     asha: Asha = field(init=False)
     scope: RungScope = field(init=False)
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: cells recorded since the last `prune` (all of them after a restore)
+    unpruned: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.ladder = self.config.make_ladder()
@@ -125,17 +127,20 @@ class Climb:
                 "score": job.score, "predicted": job.predicted, "round": job.round}
         ok = result.status == "ok"
         self.asha.record(job.rung, job.hash, result.val_ppl if ok else None)
+        self.unpruned.add(job.hash)
 
     def prune(self) -> None:
-        """Delete every recorded cell's rung checkpoints that no job can need any more
-        (`ladder.prune_rungs` at its highest rung with a result, else its highest recorded
-        one: a promotion that failed keeps the branch its retry continues, see `retry`).
+        """Delete the rung checkpoints no job can need any more, of each cell recorded since
+        the last call (`ladder.prune_rungs` at its highest rung with a result, else its
+        highest recorded one: a failed promotion keeps the branch its retry continues).
         The search calls it after each checkpoint of its own, which covers every recorded
         result, so a resumed search never reruns a job whose folders are gone."""
-        for cell_hash, cell in self.cells.items():
+        for cell_hash in sorted(self.unpruned):
             recorded = [(results[cell_hash] is not None, k)
                         for k, results in enumerate(self.asha.results) if cell_hash in results]
-            prune_rungs(self.files.cell_dir(cell_hash), max(recorded)[1], cell["lr"])
+            prune_rungs(self.files.cell_dir(cell_hash), max(recorded)[1],
+                        self.cells[cell_hash]["lr"])
+        self.unpruned.clear()
 
     def failed_promotions(self, log: list[dict[str, Any]]) -> list[tuple[str, int, dict]]:
         """(cell hash, rung, the cell's row at the rung below) of each promotion whose result
@@ -158,3 +163,4 @@ class Climb:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.asha.load_state_dict(state["asha"])
         self.cells = dict(state["cells"])
+        self.unpruned = set(self.cells)

@@ -35,7 +35,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -403,8 +403,7 @@ class Search:
             job = self.climb.retry(self.counters.next_job, cell_hash, rung)
             self.counters.next_job += 1
             self.in_flight[job.job_id] = job
-            self.strategy.promote(Member.from_dict({f.name: below[f.name]
-                                                    for f in fields(Member)}))
+            self.strategy.promote(Member.from_log(below))
 
     # ---- reporting -----------------------------------------------------------------------
 
