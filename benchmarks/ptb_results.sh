@@ -23,6 +23,10 @@
 #   benchmarks/ptb_results.sh retrain K                    # zaremba-small retraining of winner K
 #   benchmarks/ptb_results.sh analysis N                   # ensemble + compare + report, top N
 #
+# A ladder arm whose run directory is missing starts anew and takes every result its recorded
+# log (docs/data/ptb-ARM-evaluations.jsonl, or $RESTORE; RESTORE= for none) holds instead of
+# training it (`cellzoo evolve --restore`), then trains on from where that log ends.
+#
 # Environment: ZOO (default ptb.h5), ZOO_FULL (default ptb-full.h5: the full runs), ZOO_WT2
 # (default wikitext-2-full.h5: the WikiText-2 runs), RUNS (default runs), OUT (default
 # results), PROXY_TOKENS (default 20000: the proxy budget).
@@ -65,11 +69,12 @@ retrain() {  # retrain CELL NAME: zaremba-small on PTB at the DSL LSTM's paramet
 case ${1:?usage: ptb_results.sh ladder|ladder-random|full CELL RATE [SEED]|wikitext CELL RATE [SEED]|fidelity|ensembles A B C|baseline CELL|search|random|winners|retrain K|analysis N} in
   ladder|ladder-random)
     dir="$runs/ptb-$1"
+    log=${RESTORE-docs/data/ptb-$1-evaluations.jsonl}  # the arm's recorded results
     if [ -f "$dir/checkpoint.json" ]; then
       cellzoo evolve --resume "$dir" --workers 1
-    else
+    else  # a new machine rebuilds the arm from its recorded log instead of training it again
       cellzoo evolve --config "configs/ptb-$1.toml" --zoo "$runs/ptb-$1.h5" --run-dir "$dir" \
-        --workers 1
+        --workers 1 ${log:+$( [ -f "$log" ] && echo --restore "$log")}
     fi ;;
   full)  # several can run side by side into one zoo (the lock is taken only to store)
     full_run zs ptb "$zoo_full" "${2:?which cell}" "${3:?its probed rate}" "${4:-0}" \

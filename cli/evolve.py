@@ -104,10 +104,14 @@ def _default(name: str) -> str:
               default=None, help="TOML file of defaults (options given here override it).")
 @click.option("--resume", is_flag=True,
               help="Continue the search in RUN_DIR (an error if it has none).")
+@click.option("--restore", "restore_log", type=click.Path(dir_okay=False, exists=True),
+              default=None, metavar="LOG",
+              help="Rebuild a lost ladder search: start it anew and take each result that "
+                   "LOG (its evaluations.jsonl) holds instead of training it.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON summary on stdout (progress goes to stderr).")
 def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None,
-           resume: bool, as_json: bool, **options: Any) -> None:
+           resume: bool, restore_log: str | None, as_json: bool, **options: Any) -> None:
     """Search for recurrent cells: train candidates, store them in the zoo, evolve.
 
     Running the same command again on a run directory continues it to the same
@@ -124,6 +128,8 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
     ray_options = {k: options.pop(k) for k in ("address", "gpus_per_trial", "cpus_per_trial")}
     options["ladder"] = _ladder_options(options)
     config = _resolve(Path(run_dir), config_file, resume, options)
+    if restore_log is not None:
+        _keep_restore_log(Path(run_dir), restore_log, config)
     try:
         plugins = {"ranker": make_ranker(config) if config.ranker else None,
                    "proposer": make_proposer(config) if config.controller else None,
@@ -132,6 +138,9 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
         if search.resumed:
             click.echo(f"resuming the search in {run_dir}: {search.new_trained} of "
                        f"{config.evaluations} candidates trained{_to_go(search)}", err=True)
+        elif search.restored is not None:
+            click.echo(f"rebuilding the search in {run_dir}: {len(search.restored)} results "
+                       f"to take from {restore_log} instead of training", err=True)
         with Reporter(config.evaluations, search.new_trained,
                       live=None if not as_json else False) as reporter:
             search.on_event = reporter
@@ -142,6 +151,24 @@ def evolve(run_dir_arg: str | None, run_dir: str | None, config_file: str | None
     except (SearchError, ZooError, OSError, ValueError) as err:
         raise UserError(str(err)) from None
     _report(search, as_json)
+
+
+def _keep_restore_log(run_dir: Path, log: str, config: SearchConfig) -> None:
+    """Check that ``--restore LOG`` can start this search, then keep LOG in the run directory
+    (a resume goes on restoring from it)."""
+    from cellzoo.evolve.restore import Restored
+    from cellzoo.evolve.rundir import RunDir
+
+    files = RunDir(run_dir)
+    if files.resumable_config() is not None:
+        raise click.UsageError(f"--restore starts a new search, and {run_dir} holds one: "
+                               f"continue it with `cellzoo evolve --resume {run_dir}` (it "
+                               f"goes on restoring from the log it started with)")
+    if config.ladder is None:
+        raise click.UsageError("--restore rebuilds a ladder search (--ladder PRESET or a "
+                               "config file's [ladder] table); this search has no ladder")
+    Restored.read(log)  # an unusable log fails before anything is written
+    files.keep_restore_log(log)
 
 
 def _ladder_options(options: dict[str, Any]) -> dict[str, Any] | None:
@@ -244,6 +271,7 @@ def _report(search: Any, as_json: bool) -> None:
             "run_dir": str(search.run_dir), "zoo": search.config.zoo,
             "search_id": search.search_id, "config_key": search.key,
             "evaluations": search.new_trained, "promotions": c.promoted, "reused": c.reused,
+            "restored": sum(bool(r.get("restored")) for r in search.files.evaluations()),
             "rounds": c.rounds,
             "population": [m.to_dict() for m in search.strategy.members],
             "best": best, "top": top, "seconds": round(search.elapsed_total, 3)},

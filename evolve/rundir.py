@@ -9,6 +9,8 @@ RUN_DIR/
   evaluations.jsonl        one line per result that joined the population (or, on a
                            ladder, a rung result that updated its member)
   ranker_log.jsonl         one line per trained candidate the ranker had scored (and rung)
+  restore.jsonl            the earlier evaluations log a rebuilt search takes results from
+                           (`cellzoo evolve --restore LOG` copies it here; `evolve.restore`)
   cells/<hash>/            a ladder search's per-cell rung checkpoints: the branch a promotion
                            continues, and the run under way (`Climb.prune` deletes the rest)
 ```
@@ -46,6 +48,7 @@ CONFIG_NAME = "config.json"
 STATE_NAME = "checkpoint.json"
 EVALUATIONS_LOG = "evaluations.jsonl"
 RANKER_LOG = "ranker_log.jsonl"
+RESTORE_LOG = "restore.jsonl"
 CELLS_DIR = "cells"
 
 
@@ -164,6 +167,17 @@ class RunDir:
     @property
     def has_ranker_log(self) -> bool:
         return (self.path / RANKER_LOG).is_file()
+
+    @property
+    def restore_log(self) -> Path:
+        """Where a rebuilt search keeps the log it restores results from (`evolve.restore`)."""
+        return self.path / RESTORE_LOG
+
+    def keep_restore_log(self, source: str | Path) -> None:
+        """Copy the log a new search restores results from into the run directory, so that
+        ``--resume`` goes on restoring from it."""
+        data = Path(source).read_bytes()
+        atomic_write(self.restore_log, lambda f: f.write(data))
 
     def cut_logs(self, evaluated: int) -> None:
         """Keep only the log lines of the first ``evaluated`` results (those a checkpoint

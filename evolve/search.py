@@ -16,6 +16,10 @@ Jobs are submitted as executor slots free. Every result is written to the zoo
 checkpointed. The first breeding round waits until the initial population is
 complete; generational strategies wait at every round.
 
+Rebuild (`evolve.restore`): when the run directory holds a log to restore from, a job whose
+result that log holds is recorded from it instead of trained, as a training (it counts
+toward ``evaluations``), so a search lost with its machine is rebuilt to where it stopped.
+
 Resume: the checkpoint is loaded, logs are cut back to it, jobs that were in
 flight but whose run this search already wrote to the zoo are taken from there,
 the others are resubmitted, and the loop goes on to the same total. On a ladder, a
@@ -46,6 +50,7 @@ from cellzoo.evolve.config import SearchConfig
 from cellzoo.evolve.executors import Executor, make_executor
 from cellzoo.evolve.jobs import Job, result_from_run
 from cellzoo.evolve.population import Member, make_strategy
+from cellzoo.evolve.restore import Restored
 from cellzoo.evolve.rundir import CheckpointError, RunDir
 from cellzoo.evolve.rungs import Climb
 from cellzoo.train import TrainConfig, TrainResult, load_corpus
@@ -114,6 +119,8 @@ class Search:
         self._resumed = False
         self._start = time.perf_counter()
         self.zoo: Zoo | None = None
+        self.restored = Restored.read(self.files.restore_log, "the restored log") \
+            if self.climb is not None and self.files.restore_log.is_file() else None
 
     # ---- opening -------------------------------------------------------------------------
 
@@ -200,7 +207,8 @@ class Search:
                 run = mine[job.hash]
                 self._record_trained(job, result_from_run(run), run_id=run.run_id)
         for job_id in sorted(self.in_flight):
-            self.executor.submit(self.in_flight[job_id])
+            if not self._take_restored(self.in_flight[job_id]):
+                self.executor.submit(self.in_flight[job_id])
 
     def _fill(self) -> None:
         """Submit queued jobs while slots are free, making new rounds as needed."""
@@ -216,7 +224,8 @@ class Search:
                     continue
                 job = self.queue.pop(0)
             self.in_flight[job.job_id] = job
-            self.executor.submit(job)
+            if not self._take_restored(job):
+                self.executor.submit(job)
 
     def _promotion(self) -> Job | None:
         """On a ladder: the job of ASHA's next promotion, if any."""
@@ -236,6 +245,17 @@ class Search:
         result, run_id = found
         self.in_flight[job.job_id] = job
         self._record_trained(job, result, run_id=run_id, reused=True)
+        return True
+
+    def _take_restored(self, job: Job) -> bool:
+        """Record an in-flight job from the restored log (`evolve.restore`) without training
+        it; False when the log holds no result for it."""
+        if self.restored is None:
+            return False
+        result = self.restored.result(job, self.climb.ladder, self.climb.corpus)
+        if result is None:
+            return False
+        self._record_trained(job, result, restored=True)
         return True
 
     def _new_in_flight(self) -> int:
@@ -287,9 +307,10 @@ class Search:
     # ---- recording results ---------------------------------------------------------------
 
     def _record_trained(self, job: Job, result: TrainResult, run_id: str | None = None,
-                        reused: bool = False) -> None:
+                        reused: bool = False, restored: bool = False) -> None:
         """A finished job: into the zoo (unless it is there already as ``run_id``), then into
-        the population. ``reused``: a promotion taken from a stored run, not trained."""
+        the population. ``reused``: a promotion taken from a stored run, not trained;
+        ``restored``: a training's result taken from the restored log."""
         if job.job_id not in self.in_flight:
             return
         del self.in_flight[job.job_id]
@@ -312,7 +333,8 @@ class Search:
                 "true_log_ppl": math.log(member.val_ppl) if member.fitness > -math.inf
                 else None, "status": result.status})
         seconds = result.seconds if result.probe_seconds is None else result.probe_seconds
-        self._admit(member, lineage, job.round, run_id, seconds)
+        self._admit(member, lineage, job.round, run_id, seconds,
+                    {"restored": True} if restored else {})
 
     def _record_reused(self, cand: Candidate, run: Run, round_index: int) -> None:
         self.counters.reused += 1
@@ -325,7 +347,7 @@ class Search:
                     0.0)
 
     def _admit(self, member: Member, lineage: dict, round_index: int, run_id: str | None,
-               seconds: float) -> None:
+               seconds: float, marks: dict[str, Any] | None = None) -> None:
         if member.rung > 0:
             self.strategy.promote(member)
         else:
@@ -337,7 +359,8 @@ class Search:
         row = {**member.to_dict(), "n": member.born, "trained": self.counters.trained,
                "round": round_index, "operator": lineage.get("operator"),
                "parents": lineage.get("parents"), "run_id": run_id, "seconds": seconds,
-               "best_val_ppl": self.best.to_dict()["val_ppl"], "time": time.time()}
+               "best_val_ppl": self.best.to_dict()["val_ppl"], "time": time.time(),
+               **(marks or {})}
         if self.climb is not None:  # the cell's probed learning rate
             row["lr"] = self.climb.cells[member.hash]["lr"]
         self.files.log_evaluation(row)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from helpers import LADDER_TOML as TOML
 from helpers import Page, env, evolve_cmd, kill_when_logged, search_outcome
 
 from cellzoo.cli import main
@@ -35,20 +36,6 @@ from cellzoo.train import load_corpus, train_cell
 from cellzoo.zoo import Zoo
 
 pytestmark = pytest.mark.slow
-
-#: rungs of 9,000, 18,000 and 36,000 tokens: a search of 6 new cells takes seconds
-TOML = """\
-evaluations = 6
-population = 4
-sample = 2
-round_size = 2
-[ladder]
-preset = "synthetic-small"
-rungs = 3
-eta = 2
-top_tokens = 36000
-probe = [1.0, 0.5]
-"""
 
 #: dies by SIGKILL right after the first promotion's result reached the zoo and the log,
 #: before the checkpoint that records it

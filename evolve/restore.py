@@ -1,0 +1,92 @@
+"""Results restored from an earlier run's evaluations log, for a search whose run directory
+and zoo were lost.
+
+A ladder search's results live in its run directory and zoo, gigabytes that a machine
+which is not kept takes with it; its evaluations log (a few hundred kilobytes, kept beside
+the results) holds every result the search acted on. `cellzoo evolve --restore LOG` runs
+the search again from the start under the same configuration and seed, and each job whose
+result LOG holds (the same cell at the same rung and learning rate) is taken from LOG
+instead of trained. The search's choices depend only on those results (breeding, ASHA,
+the ranker's fits and the controller's updates read cell, status and perplexity), so it
+makes the same choices in the same order until it reaches a job that LOG lacks, and from
+there it trains.
+
+What is restored: every rung-0 result (the probe's chosen rate and its run; a cell that
+failed there failed as a candidate) and every ok or diverged promotion. A failed promotion
+(an error outside the cell) is trained again, as on `--resume`. A restored result enters the
+zoo without weights or learning curve (``has_weights`` false, its ``error`` naming LOG), so
+the pre-filter fits on it as before and analysis passes it over; its evaluations-log row
+keeps the original training's seconds and is marked ``"restored": true``. A promotion of a
+restored cell trains from scratch (its branch checkpoint is gone), with the same result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cellzoo.common.errors import UserError
+from cellzoo.common.io import read_jsonl
+from cellzoo.evolve.jobs import Job
+from cellzoo.evolve.ladder import Ladder
+from cellzoo.train import TrainResult
+from cellzoo.train.corpus import Corpus
+from cellzoo.train.model import model_params
+
+#: the columns a restored row needs (what a ladder search's evaluations log writes)
+COLUMNS = ("n", "hash", "expr", "status", "val_ppl", "rung", "lr", "seconds")
+
+
+class RestoreError(UserError):
+    """A log that cannot be restored from: unreadable, or not a ladder search's."""
+
+
+@dataclass
+class Restored:
+    """The restorable results of one evaluations log, by (cell hash, rung)."""
+
+    source: str
+    rows: dict[tuple[str, int], dict[str, Any]]
+
+    @classmethod
+    def read(cls, path: str | Path, name: str | None = None) -> Restored:
+        """The restorable rows of the log at ``path`` (``name``: how notes call it)."""
+        try:
+            log = read_jsonl(Path(path))
+        except (OSError, ValueError) as err:
+            raise RestoreError(f"cannot restore from {path}: {err}") from None
+        rows = {}
+        for line, row in enumerate(log, 1):
+            missing = [c for c in COLUMNS if c not in row]
+            if missing:
+                raise RestoreError(f"cannot restore from {path}: line {line} has no "
+                                   f"{', '.join(missing)} (not a ladder search's "
+                                   f"evaluations log)")
+            if row["rung"] == 0 or row["status"] != "failed":
+                rows[row["hash"], row["rung"]] = row  # a retried promotion's later row wins
+        return cls(name or str(path), rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def result(self, job: Job, ladder: Ladder, corpus: Corpus) -> TrainResult | None:
+        """The logged result of ``job`` (a ladder job), or None when the log holds none for
+        its cell, rung and rate."""
+        row = self.rows.get((job.hash, job.rung))
+        if row is None or (job.lr is not None and job.lr != row["lr"]):
+            return None
+        with torch.random.fork_rng(devices=[]):  # sizing a cell must not move the search's RNG
+            config = ladder.configs(job.expr, corpus, row["lr"])[job.rung]
+            params = model_params(job.expr, corpus.vocab_size, config)
+        ok = row["status"] == "ok"
+        return TrainResult(
+            expr=row["expr"], hash=row["hash"], status=row["status"],
+            val_ppl=float(row["val_ppl"]) if ok else math.nan, test_ppl=math.nan,
+            params=params, tokens_per_s=math.nan, seconds=float(row["seconds"]),
+            tokens_trained=ladder.budgets(corpus)[job.rung] if ok else 0, curve=[], device="",
+            error=f"restored from {self.source} (row n={row['n']}; no weights or curve kept)",
+            config=config, probe_seconds=float(row["seconds"]) if job.rung == 0 else None)

@@ -1,0 +1,138 @@
+"""Rebuilding a lost ladder search from its evaluations log (`cellzoo evolve --restore`): the
+rebuilt search makes the same choices (breeding, ASHA, the ranker's pre-filter, the
+controller) and ends like the original, taking each logged result instead of training it;
+from a log cut short it trains on and still ends like the original; a failed promotion is
+trained again; bad uses are refused before anything is written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import LADDER_TOML, env, evolve_cmd, search_outcome
+
+from cellzoo.cli import main
+from cellzoo.evolve.rundir import RunDir
+from cellzoo.zoo import Zoo
+
+pytestmark = pytest.mark.slow
+
+#: the ladder search with every plug-in: the cold ranker fits after 8 results and filters
+#: offspring, the controller proposes a share of them
+TOML = "ranker = true\ncontroller = true\ncontroller_share = 0.5\n" + \
+    LADDER_TOML.replace("evaluations = 6", "evaluations = 10")
+
+
+def outcome(zoo: Path, run_dir: Path) -> dict:
+    """What a rebuilt search must share with the original: the log (without times, run ids,
+    costs and restore marks), the population, ASHA, the ranker's predictions, and the zoo's
+    runs (cell, status, perplexity, lineage, configuration key: width, rung and rate)."""
+    runs, state, log = search_outcome(zoo, run_dir)
+    return {"log": [{k: v for k, v in row.items() if k != "restored"} for row in log],
+            "population": state["strategy"]["members"], "asha": state["ladder"]["asha"],
+            "ranker": [{k: v for k, v in row.items() if k != "n"}
+                       for row in RunDir(run_dir).ranker_log()],
+            "runs": [run[:3] + run[4:9] for run in runs]}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("restore")
+    toml = tmp / "search.toml"
+    toml.write_text(TOML)
+    done = subprocess.run(evolve_cmd(toml, tmp / "ref.h5", tmp / "ref"), env=env(),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return tmp, toml, outcome(tmp / "ref.h5", tmp / "ref")
+
+
+def rebuild(tmp: Path, toml: Path, name: str, log: Path, *extra: str):
+    return subprocess.run(evolve_cmd(toml, tmp / f"{name}.h5", tmp / name, "--restore",
+                                     str(log), *extra),
+                          env=env(), capture_output=True, text=True, timeout=600)
+
+
+def write_log(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_a_whole_log_rebuilds_the_search_without_training(reference):
+    tmp, toml, expected = reference
+    assert expected["ranker"] and any(r[4] == "controller" for r in expected["runs"])
+    assert max(row["rung"] for row in expected["log"]) == 2
+    done = rebuild(tmp, toml, "all", tmp / "ref" / "evaluations.jsonl", "--json")
+    assert done.returncode == 0, done.stderr
+    log = RunDir(tmp / "all").evaluations()
+    assert f"{len(log)} results to take from" in done.stderr
+    assert json.loads(done.stdout)["restored"] == len(log)
+    assert outcome(tmp / "all.h5", tmp / "all") == expected
+    original = RunDir(tmp / "ref").evaluations()
+    assert all(row["restored"] for row in log)
+    assert [row["seconds"] for row in log] == [row["seconds"] for row in original]
+    assert not (tmp / "all" / "cells").exists()  # nothing trained: no rung checkpoints
+    with Zoo.open(tmp / "all.h5", "r") as zoo:
+        for run in zoo.runs():
+            assert not run.has_weights and "restored from the restored log" in run.error
+        with Zoo.open(tmp / "ref.h5", "r") as ref:  # the width each rung trained at
+            assert [r.params for r in zoo.runs()] == [r.params for r in ref.runs()]
+
+
+def test_a_log_cut_short_is_restored_then_the_search_trains_on(reference):
+    tmp, toml, expected = reference
+    original = RunDir(tmp / "ref").evaluations()
+    cut = next(i for i, row in enumerate(original) if row["rung"] == 1) + 2
+    done = rebuild(tmp, toml, "cut", write_log(tmp / "cut.jsonl", original[:cut]))
+    assert done.returncode == 0, done.stderr
+    log = RunDir(tmp / "cut").evaluations()
+    assert [bool(row.get("restored")) for row in log] == [i < cut for i in range(len(log))]
+    assert outcome(tmp / "cut.h5", tmp / "cut") == expected
+    assert (tmp / "cut" / "restore.jsonl").read_text() == (tmp / "cut.jsonl").read_text()
+    again = subprocess.run(evolve_cmd(toml, tmp / "cut.h5", tmp / "cut", "--resume"),
+                           env=env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert len(RunDir(tmp / "cut").evaluations()) == len(log)
+
+
+def test_a_failed_promotion_in_the_log_is_trained_again(reference):
+    tmp, toml, expected = reference
+    original = RunDir(tmp / "ref").evaluations()
+    k = next(i for i, row in enumerate(original) if row["rung"] == 2)
+    failed = dict(original[k], status="failed", val_ppl=None)
+    done = rebuild(tmp, toml, "failed", write_log(tmp / "failed.jsonl",
+                                                  [*original[:k], failed, *original[k + 1:]]))
+    assert done.returncode == 0, done.stderr
+    log = RunDir(tmp / "failed").evaluations()
+    assert [i for i, row in enumerate(log) if not row.get("restored")] == [k]
+    assert outcome(tmp / "failed.h5", tmp / "failed") == expected
+
+
+def test_restore_refuses_a_run_dir_with_a_search_and_a_search_without_a_ladder(reference):
+    tmp, toml, _ = reference
+    before = {p.name: p.read_bytes() for p in (tmp / "ref").iterdir() if p.is_file()}
+    log = str(tmp / "ref" / "evaluations.jsonl")
+    done = CliRunner().invoke(main, ["evolve", "--config", str(toml), "--zoo",
+                                     str(tmp / "ref.h5"), "--run-dir", str(tmp / "ref"),
+                                     "--restore", log])
+    assert done.exit_code == 2 and "--restore starts a new search" in done.output
+    assert {p.name: p.read_bytes() for p in (tmp / "ref").iterdir() if p.is_file()} == before
+    plain = CliRunner().invoke(main, ["evolve", "--zoo", str(tmp / "p.h5"), "--run-dir",
+                                      str(tmp / "plain"), "--restore", log])
+    assert plain.exit_code == 2 and "this search has no ladder" in plain.output
+    assert not (tmp / "plain").exists()
+
+
+def test_a_log_that_is_not_a_ladder_search_s_is_refused_with_its_line(reference, tmp_path):
+    tmp, toml, _ = reference
+    rows = RunDir(tmp / "ref").evaluations()[:3]
+    del rows[2]["lr"]
+    bad = write_log(tmp_path / "bad.jsonl", rows)
+    done = CliRunner().invoke(main, ["evolve", "--config", str(toml), "--zoo",
+                                     str(tmp_path / "z.h5"), "--run-dir", str(tmp_path / "run"),
+                                     "--restore", str(bad)])
+    assert done.exit_code == 2, done.output
+    assert f"cannot restore from {bad}: line 3 has no lr" in done.output
+    assert not (tmp_path / "run").exists() and not (tmp_path / "z.h5").exists()
