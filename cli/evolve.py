@@ -14,6 +14,7 @@ import click
 from cellzoo.cli.defaults import default
 from cellzoo.common.errors import UserError
 from cellzoo.evolve.config import (
+    DEDUPS,
     EXECUTORS,
     MIN_ROUND,
     OP_LEVELS,
@@ -60,6 +61,10 @@ def _default(name: str) -> str:
 @click.option("--library/--no-library", default=None,
               help=f"Seed the population with the human-designed cells (default "
                    f"{_default('library')}).")
+@click.option("--dedup", type=click.Choice(DEDUPS), default=None,
+              help=f"What makes a candidate a duplicate that is not trained: its structure, "
+                   f"or also what it computes (a cell that equals a taken one at generic "
+                   f"weights, or ignores its input) (default {_default('dedup')}).")
 @click.option("--hidden", type=click.IntRange(min=1), default=None,
               help="Hidden width of the proxy model.")
 @click.option("--budget-tokens", type=click.IntRange(min=1), default=None,

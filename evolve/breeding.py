@@ -13,6 +13,11 @@ Per offspring round: ``offspring_factor`` times more candidates than will be
 trained (1 times before the pre-filter can score) from the population and from the
 proposer; cells the zoo already holds under this configuration are set aside
 for reuse; `candidates.prefilter` keeps the best-scored plus a random share.
+
+A candidate is new when no cell the search took has its structural hash, and (``dedup =
+"function"``) when it reads its input and no cell the breeder handed out computes what it
+computes (`cellzoo.dsl.function`): a cell that differs from a known one only by dead code,
+or that ignores its input, is redrawn instead of trained.
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ class Breeder:
         self.ranker_ready = ranker is not None and ranker.pretrained
         self.ranker_fitted_at = -1  # zoo runs under the configuration at the last fit
         self.proposer_results: list[tuple[str, dict]] = []
+        self.functions: set[str] = set()  # fingerprints of the cells handed out (dedup)
 
     # ---- rounds --------------------------------------------------------------------------
 
@@ -96,7 +102,7 @@ class Breeder:
         cands = library_candidates(self.config.ops, self.config.limits) \
             if self.config.library else []
         cands = self._unique(cands[:size], self._random, size, taken)
-        return Round(*self._split_known(cands, zoo, scope))
+        return self._handed_out(Round(*self._split_known(cands, zoo, scope)))
 
     def offspring(self, k: int, taken: set[str], zoo: Zoo, scope: Scope) -> Round:
         """``k`` candidates to train (bred, and a share from the proposer), pre-filtered;
@@ -114,7 +120,14 @@ class Breeder:
             known += pool_known
             scores = self._score(pool)
             chosen += prefilter(pool, scores, n, self.config.random_share, self.rng)
-        return Round(chosen, known)
+        return self._handed_out(Round(chosen, known))
+
+    def _handed_out(self, done: Round) -> Round:
+        """Remember what the round's cells compute (with ``dedup = "function"``)."""
+        if self.config.dedup == "function":
+            self.functions.update(c.behaviour.fingerprint
+                                  for c in [*done.chosen, *(c for c, _ in done.known)])
+        return done
 
     def _random(self) -> Candidate:
         return random_candidate(self.variation)
@@ -133,15 +146,21 @@ class Breeder:
 
     def _unique(self, cands: list[Candidate], make: Callable[[], Candidate] | None,
                 n: int, taken: set[str]) -> list[Candidate]:
-        """Up to ``n`` candidates whose hash is not in ``taken`` (which grows with them): the
+        """Up to ``n`` new candidates (see the module doc; ``taken`` grows with them): the
         given ones first, then ones from ``make`` (each redrawn up to `MAX_REDRAWS` times,
         then replaced by a random cell)."""
         out: list[Candidate] = []
+        functions = set(self.functions)  # grows with the pool
 
         def take(cand: Candidate) -> bool:
             if cand.hash in taken:
                 return False
             taken.add(cand.hash)
+            if self.config.dedup == "function":
+                seen = cand.behaviour
+                if not seen.reads_input or seen.fingerprint in functions:
+                    return False
+                functions.add(seen.fingerprint)
             out.append(cand)
             return True
 
@@ -207,7 +226,7 @@ class Breeder:
     def state(self) -> dict[str, Any]:
         """The JSON part of the breeder's state."""
         return {"ranker_ready": self.ranker_ready, "ranker_fitted_at": self.ranker_fitted_at,
-                "proposer_results": self.proposer_results}
+                "proposer_results": self.proposer_results, "functions": sorted(self.functions)}
 
     def tensors(self) -> dict[str, Any]:
         """The binary part: the generator, variation, pre-filter and proposer states."""
@@ -218,6 +237,7 @@ class Breeder:
     def load(self, state: dict[str, Any], tensors: dict[str, Any]) -> None:
         self.ranker_fitted_at = state["ranker_fitted_at"]
         self.proposer_results = [tuple(p) for p in state["proposer_results"]]
+        self.functions = set(state.get("functions", []))  # absent: a structure-dedup search
         self.rng.setstate(tuples(tensors["rng"]))
         self.variation.set_state(tensors["variation"])
         if self.ranker is not None and tensors["ranker"] is not None:

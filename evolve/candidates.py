@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cellzoo.dsl import Limits, Node, canonical_text, cell_hash, is_valid, ops_for, parse, preorder
+from cellzoo.dsl.function import Behaviour, behaviour
 from cellzoo.dsl.library import LIBRARY
 from cellzoo.evolve.population import Strategy
 
@@ -39,6 +40,11 @@ class Candidate:
     @cached_property
     def hash(self) -> str:
         return cell_hash(self.cell)
+
+    @cached_property
+    def behaviour(self) -> Behaviour:
+        """What the cell computes (`cellzoo.dsl.function`), for functional dedup."""
+        return behaviour(self.cell)
 
     def lineage(self, round_index: int, search_id: str) -> dict[str, Any]:
         """Lineage as the zoo stores it (``round`` is kept by the search, not the zoo)."""

@@ -20,6 +20,8 @@ from cellzoo.evolve.probe import SCALES
 from cellzoo.train import TrainConfig
 
 STRATEGIES = ("aging", "mu+lambda", "random")
+#: what makes a candidate a duplicate: its structural hash, or also what it computes
+DEDUPS = ("structure", "function")
 #: the settings that only matter with a breeding strategy, a ranker, a controller
 INERT_WITHOUT = {"strategy": ("sample", "crossover_prob"),
                  "ranker": ("offspring_factor", "random_share", "ranker_prior"),
@@ -55,6 +57,9 @@ class SearchConfig:
     and the preset is the recipe (`LADDER_FIXES` are refused).
     ``ranker_prior``: the ranker's prior, ``default`` (the one shipped), ``none`` or a
     file; None lets the command layer choose by task (docs/ranker.md).
+    ``dedup``: ``function`` also refuses a candidate that computes what a cell this search
+    already took computes, or ignores its input (`cellzoo.dsl.function`); ``structure``
+    refuses only a structural duplicate.
     """
 
     zoo: str | None = None
@@ -67,6 +72,7 @@ class SearchConfig:
     round_size: int | None = None
     ops: str = "core"
     library: bool = True
+    dedup: str = "function"
     crossover_prob: float = 0.25
     max_depth: int = DEFAULT_LIMITS.max_depth
     max_nodes: int = DEFAULT_LIMITS.max_nodes
@@ -88,6 +94,7 @@ class SearchConfig:
         _choose("strategy", self.strategy, STRATEGIES)
         _choose("executor", self.executor, EXECUTORS)
         _choose("ops", self.ops, OP_LEVELS)
+        _choose("dedup", self.dedup, DEDUPS)
         for name in ("evaluations", "population", "sample", "workers", "offspring_factor",
                      "max_depth", "max_nodes"):
             if getattr(self, name) < 1:

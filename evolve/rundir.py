@@ -81,12 +81,14 @@ class RunDir:
 
     def config(self) -> SearchConfig:
         """The stored configuration; ValueError (or OSError) saying why when unreadable. A
-        ladder stored before rungs had a ``schedule`` ran the compressed one."""
+        ladder stored before rungs had a ``schedule`` ran the compressed one; a search stored
+        before ``dedup`` told duplicates by structure alone."""
         path = self.path / CONFIG_NAME
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(data.get("ladder"), dict):
                 data["ladder"].setdefault("schedule", "compressed")
+            data.setdefault("dedup", "structure")
             return SearchConfig.from_dict(data)
         except TypeError as err:
             raise ValueError(f"{path}: not a search configuration ({err})") from None

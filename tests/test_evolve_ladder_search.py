@@ -360,6 +360,7 @@ def test_the_ptb_ladder_configs_load_and_share_their_ladder(shared_data):
         config = resolve(load_toml(path), {"zoo": "z.h5", "data_dir": str(shared_data)})
         assert config.task == "ptb" and config.ladder["preset"] == "zaremba-small"
         assert config.ladder["probe"] == [1.0, 0.5, 0.25, 0.125]
+        assert config.dedup == "structure"  # as the arms ran (a rebuild must not diverge)
         assert config.train_config().key() == config.make_ladder().base.key()
         assert for_resume(config, load_toml(path), {"evaluations": 400}).evaluations == 400
         configs[name] = config

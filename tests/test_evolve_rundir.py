@@ -72,3 +72,12 @@ def test_a_ladder_stored_before_schedules_reads_back_as_compressed(tmp_path):
     del stored["ladder"]["schedule"]  # as a search of an older version wrote it
     (tmp_path / "config.json").write_text(json.dumps(stored))
     assert RunDir(tmp_path).config().make_ladder().schedule == "compressed"
+
+
+def test_a_search_stored_before_dedup_reads_back_as_structural(tmp_path):
+    assert SearchConfig().dedup == "function"  # today's default
+    RunDir(tmp_path).write_config(SearchConfig())
+    stored = json.loads((tmp_path / "config.json").read_text())
+    del stored["dedup"]  # as a search of an older version wrote it
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    assert RunDir(tmp_path).config().dedup == "structure"
