@@ -19,12 +19,14 @@ TOKENS = 2000
 _LIBRARY_NAMES = {cell_hash(cell.expr): name for name, cell in LIBRARY.items()}
 
 
-def only_task(zoo: Zoo, task: str | None) -> str:
-    """``task``, or the one task the zoo's ok runs share (an error names the choices)."""
-    tasks = sorted({r.task for r in zoo.runs(status="ok") if r.has_weights})
+def only_task(zoo: Zoo, task: str | None, weights: bool = True) -> str:
+    """``task``, or the one task the zoo's ok runs (with weights, unless ``weights`` is
+    false) share (an error names the choices)."""
+    tasks = sorted({r.task for r in zoo.runs(status="ok") if r.has_weights or not weights})
     if task is not None:
         if task not in tasks:
-            raise AnalysisError(f"zoo {zoo.path} has no ok run with weights on task {task!r}; "
+            kind = "ok run with weights" if weights else "ok run"
+            raise AnalysisError(f"zoo {zoo.path} has no {kind} on task {task!r}; "
                                 f"its tasks: {', '.join(tasks) or 'none'}")
         return task
     if len(tasks) != 1:

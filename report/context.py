@@ -133,8 +133,10 @@ class Report:
 
 
 def resolve_task(zoo: Zoo, runs: Sequence[SearchRun], task: str | None) -> str:
-    """``task``, else the task the readable run directories share, else the zoo's one task."""
+    """``task``, else the task the readable run directories share, else the zoo's one task.
+    Runs without weights count (a rebuilt search's, `cellzoo evolve --restore`): the cells
+    table ranks them; the sections that run cells find their own runs with weights."""
     if task is None:
         tasks = {r.config.task for r in runs if r.config is not None}
         task = tasks.pop() if len(tasks) == 1 else None
-    return only_task(zoo, task)
+    return only_task(zoo, task, weights=False)

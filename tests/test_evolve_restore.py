@@ -14,8 +14,11 @@ import pytest
 from click.testing import CliRunner
 from helpers import LADDER_TOML, env, evolve_cmd, search_outcome
 
+from cellzoo.analysis.cache import AnalysisError
+from cellzoo.analysis.selection import only_task
 from cellzoo.cli import main
 from cellzoo.evolve.rundir import RunDir
+from cellzoo.report.context import resolve_task
 from cellzoo.zoo import Zoo
 
 pytestmark = pytest.mark.slow
@@ -79,6 +82,9 @@ def test_a_whole_log_rebuilds_the_search_without_training(reference):
             assert not run.has_weights and "restored from the restored log" in run.error
         with Zoo.open(tmp / "ref.h5", "r") as ref:  # the width each rung trained at
             assert [r.params for r in zoo.runs()] == [r.params for r in ref.runs()]
+        assert resolve_task(zoo, [], None) == "synthetic"  # the report's cells table ranks them
+        with pytest.raises(AnalysisError, match="no ok run with weights"):
+            only_task(zoo, "synthetic")  # what runs cells needs weights
 
 
 def test_a_log_cut_short_is_restored_then_the_search_trains_on(reference):
