@@ -53,8 +53,8 @@ class Restored:
     rows: dict[tuple[str, int], dict[str, Any]]
 
     @classmethod
-    def read(cls, path: str | Path, name: str | None = None) -> Restored:
-        """The restorable rows of the log at ``path`` (``name``: how notes call it)."""
+    def read(cls, path: str | Path) -> Restored:
+        """The restorable rows of the log at ``path``."""
         try:
             log = read_jsonl(Path(path))
         except (OSError, ValueError) as err:
@@ -68,7 +68,7 @@ class Restored:
                                    f"evaluations log)")
             if row["rung"] == 0 or row["status"] != "failed":
                 rows[row["hash"], row["rung"]] = row  # a retried promotion's later row wins
-        return cls(name or str(path), rows)
+        return cls(str(path), rows)
 
     def __len__(self) -> int:
         return len(self.rows)

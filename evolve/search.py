@@ -119,7 +119,7 @@ class Search:
         self._resumed = False
         self._start = time.perf_counter()
         self.zoo: Zoo | None = None
-        self.restored = Restored.read(self.files.restore_log, "the restored log") \
+        self.restored = Restored.read(self.files.restore_log) \
             if self.climb is not None and self.files.restore_log.is_file() else None
 
     # ---- opening -------------------------------------------------------------------------
