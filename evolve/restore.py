@@ -85,7 +85,8 @@ class Restored:
         ok = row["status"] == "ok"
         return TrainResult(
             expr=row["expr"], hash=row["hash"], status=row["status"],
-            val_ppl=float(row["val_ppl"]) if ok else math.nan, test_ppl=math.nan,
+            val_ppl=float(row["val_ppl"]) if ok else math.nan,
+            test_ppl=float(row.get("test_ppl") or math.nan),
             params=params, tokens_per_s=math.nan, seconds=float(row["seconds"]),
             tokens_trained=ladder.budgets(corpus)[job.rung] if ok else 0, curve=[], device="",
             error=f"restored from {self.source} (row n={row['n']}; no weights or curve kept)",

@@ -333,8 +333,10 @@ class Search:
                 "true_log_ppl": math.log(member.val_ppl) if member.fitness > -math.inf
                 else None, "status": result.status})
         seconds = result.seconds if result.probe_seconds is None else result.probe_seconds
-        self._admit(member, lineage, job.round, run_id, seconds,
-                    {"restored": True} if restored else {})
+        marks = {"restored": True} if restored else {}
+        if math.isfinite(result.test_ppl):  # a full run's test: the log keeps what the zoo has
+            marks["test_ppl"] = result.test_ppl
+        self._admit(member, lineage, job.round, run_id, seconds, marks)
 
     def _record_reused(self, cand: Candidate, run: Run, round_index: int) -> None:
         self.counters.reused += 1
