@@ -306,16 +306,25 @@ def _to_go(search) -> str:
 
 
 @click.command("progress")
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR|LOG...",
+                type=click.Path(exists=True))
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG file to write.")
 @click.option("--title", default=None, help="Plot title.")
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the plotted data as CSV.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON summary per run (cells, trainings, hours, best per rung).")
 def plot_progress(run_dirs: tuple[str, ...], out: str, title: str | None,
-                  csv_out: str | None) -> None:
-    """Validation perplexity of every trained candidate and the best so far, per RUN_DIR
-    (mean and band over several runs)."""
-    from cellzoo.evolve.progress import ProgressDataError, draw_progress, progress_frame
+                  csv_out: str | None, as_json: bool) -> None:
+    """Validation perplexity of every trained candidate and the best so far, per search
+    (mean and band over several runs of one kind). A search is its RUN_DIR, or its
+    evaluations LOG alone (a log kept after its run directory was lost)."""
+    from cellzoo.evolve.progress import (
+        ProgressDataError,
+        draw_progress,
+        progress_frame,
+        progress_summary,
+    )
 
     try:
         frame = progress_frame(run_dirs)
@@ -326,6 +335,10 @@ def plot_progress(run_dirs: tuple[str, ...], out: str, title: str | None,
     if csv_out:
         frame.to_csv(csv_out, index=False)
     path = draw_progress(frame, out, title)
+    if as_json:
+        click.echo(json.dumps({"out": str(path), "runs": progress_summary(frame)},
+                              allow_nan=False))
+        return
     runs = frame["run"].nunique()
     click.echo(f"wrote {path} ({len(frame)} trainings from {runs} run{'s' * (runs != 1)}"
                + "".join(_best_per_rung(frame)) + ")")

@@ -1,7 +1,9 @@
 """The search-progress plot: a data step (a tidy DataFrame from run directories) and a
 drawing step (seaborn, headless).
 
-Each row of the frame is one trained candidate of one run, in training order:
+A search is read from its run directory or from its evaluations log alone (a log kept
+after its run directory was lost, as in ``docs/data/``; such a log's kind of search is its
+name). Each row of the frame is one trained candidate of one run, in training order:
 its validation perplexity and the best validation perplexity of that run so far, and the
 run's kind of search (its "arm": strategy plus plug-ins, e.g. aging+ranker+controller).
 Results reused from the zoo cost no training and are left out. A ladder search's rows
@@ -19,24 +21,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cellzoo.common.errors import UserError
+from cellzoo.common.io import read_jsonl
 from cellzoo.evolve.rundir import EVALUATIONS_LOG, RunDir
 
 #: a point this many times the median of the plot's perplexities is an outlier
 OUTLIER = 10
 
 COLUMNS = ["run", "arm", "n", "cells", "rung", "val_ppl", "status", "origin", "best_so_far",
-           "lr", "seconds", "run_id", "hash", "expr"]
+           "lr", "seconds", "test_ppl", "run_id", "hash", "expr"]
 #: columns `progress_frame` computes (the others are the evaluations log's)
 DERIVED = ("run", "arm", "n", "cells", "best_so_far")
 
 
 class ProgressDataError(UserError, ValueError):
-    """A folder given as a run directory holds no search log."""
+    """A folder given as a run directory holds no search log, or a file is no such log."""
 
 
 def progress_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
@@ -44,21 +48,20 @@ def progress_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     ``n`` (1-based), ``cells`` (rung-0 trainings so far, this one included), ladder ``rung``
     (0 for a proxy search), its val_ppl (nan unless ok), status, origin, the run's
     ``best_so_far`` val_ppl at that rung (nan before its first ok result there), and from
-    the log: the cell's probed ``lr`` (ladder searches), ``seconds``, ``run_id``, hash, expr."""
+    the log: the cell's probed ``lr`` (ladder searches), ``seconds``, ``test_ppl`` (nan
+    where the log has none), ``run_id``, hash, expr. ``run_dirs``: run directories or
+    evaluations logs."""
     frames = []
     for label, run_dir in zip(_labels(run_dirs), run_dirs, strict=True):
-        files = RunDir(run_dir)
-        if not files.is_search:
-            raise ProgressDataError(f"{run_dir} is not a search run directory (no "
-                                    f"{EVALUATIONS_LOG}; make one with `cellzoo evolve`)")
-        rows = [r for r in files.evaluations() if not r.get("reused")]
+        rows, kind = _read(Path(run_dir))
+        rows = [r for r in rows if not r.get("reused")]
         frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in DERIVED])
         frame["rung"] = frame["rung"].fillna(0).astype(int)
-        for column in ("val_ppl", "lr", "seconds"):
+        for column in ("val_ppl", "lr", "seconds", "test_ppl"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
         frame.loc[frame["status"] != "ok", "val_ppl"] = np.nan
         frame.insert(0, "run", label)
-        frame.insert(1, "arm", _kind(files))
+        frame.insert(1, "arm", kind)
         frame.insert(2, "n", np.arange(1, len(frame) + 1))
         frame.insert(3, "cells", (frame["rung"] == 0).cumsum())
         best = frame.groupby("rung")["val_ppl"].cummin()  # nan at a diverged training ...
@@ -67,6 +70,34 @@ def progress_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=COLUMNS)
     return pd.concat(frames, ignore_index=True)
+
+
+def _read(path: Path) -> tuple[list[dict], str]:
+    """A search's log rows and kind of search, from its run directory or its log: a run
+    directory's own log is read as the run directory; any other log's kind is its name."""
+    if path.is_file() and path.name == EVALUATIONS_LOG:
+        path = path.parent
+    if path.is_file():
+        rows = read_jsonl(path)
+        if not rows or not all(isinstance(r, dict) and "status" in r and "val_ppl" in r
+                               for r in rows):
+            raise ProgressDataError(f"{path} is not a search's evaluations log (JSON lines "
+                                    f"with status and val_ppl, as `cellzoo evolve` writes)")
+        return rows, _name(path)
+    files = RunDir(path)
+    if not files.is_search:
+        raise ProgressDataError(f"{path} is not a search run directory (no "
+                                f"{EVALUATIONS_LOG}; make one with `cellzoo evolve`)")
+    return files.evaluations(), _kind(files)
+
+
+def _name(path: Path) -> str:
+    """A run's name: its folder's, or a log file's without a trailing ``evaluations``
+    (``ptb-ladder-evaluations.jsonl``: ``ptb-ladder``)."""
+    if path.is_file():
+        return path.stem.removesuffix(EVALUATIONS_LOG.split(".")[0]).rstrip("-_.") \
+            or path.parent.name
+    return path.name
 
 
 def _kind(files: RunDir) -> str:
@@ -78,10 +109,44 @@ def _kind(files: RunDir) -> str:
 
 
 def _labels(run_dirs: Sequence[str | Path]) -> list[str]:
-    """Folder names, made unique with their parent's name where two are alike."""
-    names = [Path(d).resolve().name for d in run_dirs]
+    """Run names (`_name`), made unique with their parent's name where two are alike."""
+    names = [_name(Path(d).resolve()) for d in run_dirs]
     return [f"{Path(d).resolve().parent.name}/{name}" if names.count(name) > 1 else name
             for d, name in zip(run_dirs, names, strict=True)]
+
+
+def progress_summary(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per run of ``frame`` (`progress_frame`): its rung-0 ``cells``, ``trainings`` and
+    training ``hours`` (the logged seconds), and per rung the same counts, the trainings
+    that did not run ok, and the ``best`` result there (cell, origin, probed rate, val and
+    test perplexity; None where no training at the rung ran ok). Plain JSON values: a
+    number the log lacks is None."""
+    runs = []
+    for run, part in frame.groupby("run", sort=False):
+        rungs = []
+        for rung, at in part.groupby("rung"):
+            ok = at[at["val_ppl"].notna()]
+            best = ok.loc[ok["val_ppl"].idxmin()] if len(ok) else None
+            rungs.append({"rung": int(rung), "trainings": len(at),
+                          "not_ok": int((at["status"] != "ok").sum()),
+                          "hours": float(at["seconds"].sum()) / 3600,
+                          "best": None if best is None else {
+                              key: _plain(best[key]) for key in BEST_KEYS}})
+        runs.append({"run": run, "arm": part["arm"].iloc[0], "cells": int(part["cells"].max()),
+                     "trainings": len(part), "hours": float(part["seconds"].sum()) / 3600,
+                     "rungs": rungs})
+    return runs
+
+
+#: what `progress_summary` tells of a rung's best result
+BEST_KEYS = ("hash", "expr", "origin", "lr", "val_ppl", "test_ppl")
+
+
+def _plain(value: Any) -> Any:
+    """A frame cell as a JSON value: numpy numbers as Python's, nan as None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return None if isinstance(value, float) and not np.isfinite(value) else value
 
 
 def best_curves(frame: pd.DataFrame) -> pd.DataFrame:

@@ -173,6 +173,35 @@ def test_the_progress_frame_keeps_the_best_per_rung(reference):
         assert f"best val ppl at rung {rung} {best:.2f}" in done.output
 
 
+def test_a_kept_log_plots_and_sums_up_like_its_run_dir(reference, tmp_path):
+    """`plot progress` reads an evaluations log kept apart from its run directory (as
+    docs/data keeps the PTB arms'), and its --json summary gives each rung's best result."""
+    tmp, _, _, _ = reference
+    kept = tmp_path / "arm-evaluations.jsonl"
+    kept.write_text((tmp / "ref" / "evaluations.jsonl").read_text())
+    frame = progress_frame([tmp / "ref"])
+    from_log = progress_frame([kept])
+    assert set(from_log["run"]) == set(from_log["arm"]) == {"arm"}
+    pd.testing.assert_frame_equal(from_log.drop(columns=["run", "arm"]),
+                                  frame.drop(columns=["run", "arm"]))
+    done = CliRunner().invoke(main, ["plot", "progress", str(kept), "--out",
+                                     str(tmp_path / "p.png"), "--json"])
+    assert done.exit_code == 0, done.output
+    (run,) = json.loads(done.output)["runs"]
+    assert (run["cells"], run["trainings"]) == ((frame["rung"] == 0).sum(), len(frame))
+    assert run["hours"] == pytest.approx(frame["seconds"].sum() / 3600)
+    for rung in run["rungs"]:
+        at = frame[frame["rung"] == rung["rung"]]
+        best = at.loc[at["val_ppl"].idxmin()]
+        assert rung["trainings"] == len(at)
+        assert (rung["best"]["hash"], rung["best"]["val_ppl"]) == (best["hash"], best["val_ppl"])
+        assert rung["best"]["test_ppl"] == best["test_ppl"] > 1  # ok runs log their test
+    (tmp_path / "notes.jsonl").write_text('{"a": 1}\n')
+    bad = CliRunner().invoke(main, ["plot", "progress", str(tmp_path / "notes.jsonl"),
+                                    "--out", str(tmp_path / "q.png")])
+    assert bad.exit_code == 2 and "is not a search's evaluations log" in bad.output
+
+
 def test_the_report_reads_a_ladder_run(reference, tmp_path):
     """The page of a ladder search: rung runs labelled by their tokens, per-rung bests, and
     the cells ranked by the highest rung reached, then by the perplexity there."""
