@@ -13,6 +13,8 @@
 #   benchmarks/ptb_results.sh wikitext CELL RATE [SEED]    # the same recipe on WikiText-2, into
 #        # $ZOO_WT2 (6-8 hours of one CPU core; the rate is the cell's PTB probe's)
 #   benchmarks/ptb_results.sh ensembles A B C              # LSTM seeds A+B against LSTM A + cell C
+#   benchmarks/ptb_results.sh keep                         # each arm's log into docs/data (run it
+#        # every so often while the arms run, and commit: the machine may not outlive the session)
 #
 # The earlier 20k-token proxy ("What the 20k-token proxy got wrong"):
 #   benchmarks/ptb_results.sh baseline LSTM|GRU|tanh-RNN   # zaremba-small at the LSTM's params
@@ -66,7 +68,7 @@ retrain() {  # retrain CELL NAME: zaremba-small on PTB at the DSL LSTM's paramet
   done
 }
 
-case ${1:?usage: ptb_results.sh ladder|ladder-random|full CELL RATE [SEED]|wikitext CELL RATE [SEED]|fidelity|ensembles A B C|baseline CELL|search|random|winners|retrain K|analysis N} in
+case ${1:?usage: ptb_results.sh ladder|ladder-random|keep|full CELL RATE [SEED]|wikitext CELL RATE [SEED]|fidelity|ensembles A B C|baseline CELL|search|random|winners|retrain K|analysis N} in
   ladder|ladder-random)
     dir="$runs/ptb-$1"
     log=${RESTORE-docs/data/ptb-$1-evaluations.jsonl}  # the arm's recorded results
@@ -76,6 +78,20 @@ case ${1:?usage: ptb_results.sh ladder|ladder-random|full CELL RATE [SEED]|wikit
       cellzoo evolve --config "configs/ptb-$1.toml" --zoo "$runs/ptb-$1.h5" --run-dir "$dir" \
         --workers 1 ${log:+$( [ -f "$log" ] && echo --restore "$log")}
     fi ;;
+  keep)  # whole lines only, and only a log that has grown past the kept one
+    for arm in ladder ladder-random; do
+      python - "$runs/ptb-$arm/evaluations.jsonl" "docs/data/ptb-$arm-evaluations.jsonl" <<'EOF'
+import sys
+from pathlib import Path
+src, dst = map(Path, sys.argv[1:])
+text = src.read_text() if src.is_file() else ""
+text = text[: text.rfind("\n") + 1]
+rows, kept = text.count("\n"), dst.read_text().count("\n") if dst.is_file() else 0
+if rows > kept:
+    dst.write_text(text)
+print(f"{dst}: {max(rows, kept)} rows", "(updated)" if rows > kept else "(kept)")
+EOF
+    done ;;
   full)  # several can run side by side into one zoo (the lock is taken only to store)
     full_run zs ptb "$zoo_full" "${2:?which cell}" "${3:?its probed rate}" "${4:-0}" \
       --eval-at "$rungs" ;;
