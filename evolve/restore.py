@@ -9,7 +9,10 @@ result LOG holds (the same cell at the same rung and learning rate) is taken fro
 instead of trained. The search's choices depend only on those results (breeding, ASHA,
 the ranker's fits and the controller's updates read cell, status and perplexity), so it
 makes the same choices in the same order until it reaches a job that LOG lacks, and from
-there it trains.
+there it trains. A search that reaches such jobs while LOG still holds results it has not
+taken (more of them than could have been in flight when LOG ended) is not the search that
+wrote LOG: another configuration, seed or version of the search. It stops with an error
+before training them, instead of training for hours what LOG was meant to spare.
 
 What is restored: every rung-0 result (the probe's chosen rate and its run; a cell that
 failed there failed as a candidate) and every ok or diverged promotion. A failed promotion
@@ -47,10 +50,12 @@ class RestoreError(UserError):
 
 @dataclass
 class Restored:
-    """The restorable results of one evaluations log, by (cell hash, rung)."""
+    """The restorable results of one evaluations log, by (cell hash, rung), and the
+    promotions it logged as failed (trained again)."""
 
     source: str
     rows: dict[tuple[str, int], dict[str, Any]]
+    retried: set[tuple[str, int]]
 
     @classmethod
     def read(cls, path: str | Path) -> Restored:
@@ -59,7 +64,7 @@ class Restored:
             log = read_jsonl(Path(path))
         except (OSError, ValueError) as err:
             raise RestoreError(f"cannot restore from {path}: {err}") from None
-        rows = {}
+        rows, failed = {}, set()
         for line, row in enumerate(log, 1):
             missing = [c for c in COLUMNS if c not in row]
             if missing:
@@ -68,7 +73,14 @@ class Restored:
                                    f"evaluations log)")
             if row["rung"] == 0 or row["status"] != "failed":
                 rows[row["hash"], row["rung"]] = row  # a retried promotion's later row wins
-        return cls(str(path), rows)
+            else:
+                failed.add((row["hash"], row["rung"]))
+        return cls(str(path), rows, failed - rows.keys())
+
+    def untaken(self, logged: list[dict[str, Any]]) -> int:
+        """How many of the results are not yet in a run's evaluations log ``logged``."""
+        taken = {(row["hash"], row.get("rung", 0)) for row in logged}
+        return len(self.rows.keys() - taken)
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -121,6 +121,7 @@ class Search:
         self.zoo: Zoo | None = None
         self.restored = Restored.read(self.files.restore_log) \
             if self.climb is not None and self.files.restore_log.is_file() else None
+        self.restore_misses = 0  # jobs the restore log lacked, in this process
 
     # ---- opening -------------------------------------------------------------------------
 
@@ -254,9 +255,32 @@ class Search:
             return False
         result = self.restored.result(job, self.climb.ladder, self.climb.corpus)
         if result is None:
+            self._check_on_log(job)
             return False
         self._record_trained(job, result, restored=True)
         return True
+
+    def _check_on_log(self, job: Job) -> None:
+        """SearchError when the rebuilt search has left its restore log: it is about to
+        train jobs the log lacks (beyond the executor's slots: what could have been in
+        flight when the log ended; a promotion the log has failed is trained again) while
+        the log still holds results it has not taken. What it restored is checkpointed
+        first, ``job`` in flight and not submitted."""
+        if (job.hash, job.rung) in self.restored.retried:
+            return
+        self.restore_misses += 1
+        left = self.restored.untaken(self.files.evaluations())
+        if self.restore_misses < self.executor.slots or not left:
+            return
+        self._checkpoint()  # with the job in flight, untrained: --resume submits it
+        raise SearchError(
+            f"the rebuilt search has left its log {self.restored.source}: it would train "
+            f"cell {job.hash[:8]} at rung {job.rung}, which the log lacks, while {left} of "
+            f"its {len(self.restored)} results are still untaken; the log was written under "
+            f"another configuration, seed or version of the search. Rebuild with the "
+            f"configuration it was run under, or, to train on from here without the rest of "
+            f"the log, delete {self.files.restore_log} and run `cellzoo evolve --resume "
+            f"{self.files.path}`")
 
     def _new_in_flight(self) -> int:
         return sum(job.rung == 0 for job in self.in_flight.values())

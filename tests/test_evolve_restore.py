@@ -2,7 +2,8 @@
 rebuilt search makes the same choices (breeding, ASHA, the ranker's pre-filter, the
 controller) and ends like the original, taking each logged result instead of training it;
 from a log cut short it trains on and still ends like the original; a failed promotion is
-trained again; bad uses are refused before anything is written."""
+trained again; a search that is not the log's stops where it leaves the log; bad uses are
+refused before anything is written."""
 
 from __future__ import annotations
 
@@ -115,6 +116,26 @@ def test_a_failed_promotion_in_the_log_is_trained_again(reference):
     log = RunDir(tmp / "failed").evaluations()
     assert [i for i, row in enumerate(log) if not row.get("restored")] == [k]
     assert outcome(tmp / "failed.h5", tmp / "failed") == expected
+
+
+def test_a_search_that_leaves_its_log_stops_before_training(reference):
+    """Another seed draws other cells: the rebuild takes what the log shares with it (the
+    library cells) and stops at the first cell the log lacks; deleting restore.jsonl, as
+    the error says, lets it train on."""
+    tmp, toml, _ = reference
+    original = RunDir(tmp / "ref").evaluations()
+    done = rebuild(tmp, toml, "seed1", tmp / "ref" / "evaluations.jsonl", "--seed", "1")
+    assert done.returncode == 2, done.stderr
+    assert f"has left its log {tmp / 'seed1' / 'restore.jsonl'}" in done.stderr
+    taken = RunDir(tmp / "seed1").evaluations()
+    assert taken and all(row["restored"] for row in taken)  # nothing was trained
+    assert f"while {len(original) - len(taken)} of its {len(original)} results" in done.stderr
+    assert not (tmp / "seed1" / "cells").exists()
+    (tmp / "seed1" / "restore.jsonl").unlink()
+    again = subprocess.run(evolve_cmd(toml, tmp / "seed1.h5", tmp / "seed1", "--resume"),
+                           env=env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert any(not row.get("restored") for row in RunDir(tmp / "seed1").evaluations())
 
 
 def test_restore_refuses_a_run_dir_with_a_search_and_a_search_without_a_ladder(reference):
