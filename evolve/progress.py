@@ -95,7 +95,7 @@ def _name(path: Path) -> str:
     """A run's name: its folder's, or a log file's without a trailing ``evaluations``
     (``ptb-ladder-evaluations.jsonl``: ``ptb-ladder``)."""
     if path.is_file():
-        return path.stem.removesuffix(EVALUATIONS_LOG.split(".")[0]).rstrip("-_.") \
+        return path.stem.removesuffix(Path(EVALUATIONS_LOG).stem).rstrip("-_.") \
             or path.parent.name
     return path.name
 
@@ -113,6 +113,10 @@ def _labels(run_dirs: Sequence[str | Path]) -> list[str]:
     names = [_name(Path(d).resolve()) for d in run_dirs]
     return [f"{Path(d).resolve().parent.name}/{name}" if names.count(name) > 1 else name
             for d, name in zip(run_dirs, names, strict=True)]
+
+
+#: what `progress_summary` tells of a rung's best result
+BEST_KEYS = ("hash", "expr", "origin", "lr", "val_ppl", "test_ppl")
 
 
 def progress_summary(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -136,10 +140,6 @@ def progress_summary(frame: pd.DataFrame) -> list[dict[str, Any]]:
                      "trainings": len(part), "hours": float(part["seconds"].sum()) / 3600,
                      "rungs": rungs})
     return runs
-
-
-#: what `progress_summary` tells of a rung's best result
-BEST_KEYS = ("hash", "expr", "origin", "lr", "val_ppl", "test_ppl")
 
 
 def _plain(value: Any) -> Any:

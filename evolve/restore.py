@@ -26,7 +26,7 @@ restored cell trains from scratch (its branch checkpoint is gone), with the same
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,16 @@ class RestoreError(UserError):
 
 @dataclass
 class Restored:
-    """The restorable results of one evaluations log, by (cell hash, rung), and the
-    promotions it logged as failed (trained again)."""
+    """The restorable results of one evaluations log, by (cell hash, rung), the promotions
+    it logged as failed (trained again), and the results no search has taken yet."""
 
     source: str
     rows: dict[tuple[str, int], dict[str, Any]]
     retried: set[tuple[str, int]]
+    untaken: set[tuple[str, int]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.untaken = set(self.rows)
 
     @classmethod
     def read(cls, path: str | Path) -> Restored:
@@ -77,10 +81,9 @@ class Restored:
                 failed.add((row["hash"], row["rung"]))
         return cls(str(path), rows, failed - rows.keys())
 
-    def untaken(self, logged: list[dict[str, Any]]) -> int:
-        """How many of the results are not yet in a run's evaluations log ``logged``."""
-        taken = {(row["hash"], row.get("rung", 0)) for row in logged}
-        return len(self.rows.keys() - taken)
+    def taken_in(self, logged: list[dict[str, Any]]) -> None:
+        """Count as taken every result a resumed run's evaluations log ``logged`` holds."""
+        self.untaken -= {(row["hash"], row.get("rung", 0)) for row in logged}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -91,6 +94,7 @@ class Restored:
         row = self.rows.get((job.hash, job.rung))
         if row is None or (job.lr is not None and job.lr != row["lr"]):
             return None
+        self.untaken.discard((job.hash, job.rung))
         with torch.random.fork_rng(devices=[]):  # sizing a cell must not move the search's RNG
             config = ladder.configs(job.expr, corpus, row["lr"])[job.rung]
             params = model_params(job.expr, corpus.vocab_size, config)

@@ -133,6 +133,8 @@ class Search:
         loaded = search.files.load_checkpoint()
         if loaded is not None:
             search._restore(*loaded)
+            if search.restored is not None:
+                search.restored.taken_in(search.files.evaluations())
         return search
 
     @property
@@ -269,7 +271,7 @@ class Search:
         if (job.hash, job.rung) in self.restored.retried:
             return
         self.restore_misses += 1
-        left = self.restored.untaken(self.files.evaluations())
+        left = len(self.restored.untaken)
         if self.restore_misses < self.executor.slots or not left:
             return
         self._checkpoint()  # with the job in flight, untrained: --resume submits it
@@ -358,7 +360,7 @@ class Search:
                 else None, "status": result.status})
         seconds = result.seconds if result.probe_seconds is None else result.probe_seconds
         marks = {"restored": True} if restored else {}
-        if math.isfinite(result.test_ppl):  # a full run's test: the log keeps what the zoo has
+        if math.isfinite(result.test_ppl):  # kept, so that a rebuild restores it to the zoo
             marks["test_ppl"] = result.test_ppl
         self._admit(member, lineage, job.round, run_id, seconds, marks)
 
