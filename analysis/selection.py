@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
+from itertools import islice
 
 from cellzoo.analysis.cache import AnalysisError
 from cellzoo.dsl import cell_hash
+from cellzoo.dsl.function import behaviour
 from cellzoo.dsl.library import LIBRARY
 from cellzoo.zoo import Run, Zoo, ZooError
 
@@ -52,7 +55,8 @@ def best_run_of_cell(zoo: Zoo, hash_prefix: str, task: str | None = None) -> Run
 def select_runs(zoo: Zoo, cells: Sequence[str] | None = None, top: int | None = None,
                 task: str | None = None, runs: Sequence[str] | None = None) -> list[Run]:
     """Runs by run id prefixes (``runs``: exactly these, e.g. two seeds of one cell), by cell
-    hash prefixes (each cell's best run), or the ``top`` runs of one task.
+    hash prefixes (each cell's best run), or the ``top`` runs of one task (`distinct` ones:
+    a copy of a better run does not take a place).
 
     All chosen runs share one task (they are compared on the same tokens): ``task``, or the
     one the cells (or the zoo) have in common.
@@ -64,10 +68,29 @@ def select_runs(zoo: Zoo, cells: Sequence[str] | None = None, top: int | None = 
         runs = [best_run_of_cell(zoo, prefix, task) for prefix in cells]
     else:
         task = only_task(zoo, task)
-        runs = [r for r in zoo.top(len(zoo), task) if r.has_weights][: top or None]
+        runs = list(islice(distinct(r for r in zoo.top(len(zoo), task) if r.has_weights),
+                           top or None))
     if not runs:
         raise AnalysisError(f"no ok runs with weights to analyse in {zoo.path}")
     return runs
+
+
+def distinct(runs: Iterable[Run]) -> Iterator[Run]:
+    """The runs less the copies: a run whose cell computes what an earlier run's cell does
+    (`cellzoo.dsl.function`: two trees that differ in dead code, say) under the same training
+    configuration, seed included, makes the same predictions up to summation order. In a pool
+    it adds nothing but takes a place a different run could have had."""
+    seen = set()
+    for run in runs:
+        key = (_fingerprint(run.expr), run.config_key)
+        if key not in seen:
+            seen.add(key)
+            yield run
+
+
+@lru_cache(maxsize=4096)
+def _fingerprint(expr: str) -> str:
+    return behaviour(expr).fingerprint
 
 
 def _given_runs(zoo: Zoo, prefixes: Sequence[str], task: str | None) -> list[Run]:

@@ -59,7 +59,8 @@ def _prefixes(text: str | None) -> list[str] | None:
               "best run).")
 @runs_opt
 @click.option("--top", type=click.IntRange(min=1), default=None,
-              help=f"The K runs with the lowest validation perplexity (default {POOL}).")
+              help=f"The K runs with the lowest validation perplexity, copies of a better "
+                   f"run left out (default {POOL}).")
 @task_opt
 @click.option("--text", "text_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Run the cells over this text (unknown words become <unk>).")
@@ -136,7 +137,8 @@ def _echo_paths(paths: dict[str, str], as_json: bool) -> None:
 @zoo_arg
 @task_opt
 @click.option("--top", type=click.IntRange(min=1), default=None,
-              help=f"Pool: the K runs with the lowest validation perplexity (default {POOL}).")
+              help=f"Pool: the K runs with the lowest validation perplexity, copies of a "
+                   f"better run left out (default {POOL}).")
 @runs_opt
 @click.option("--select", type=click.Choice(ens.SELECTS), default=None,
               help="greedy (default): forward selection with replacement on the validation "

@@ -36,9 +36,9 @@ def ensemble_section(rep: Report) -> str:
              else "full split")
     measured = [f"val ppl ({where})", f"test ppl ({where})"]
     return (h.para(f"Pool: the {len(result.pool)} runs of task {h.text(task)} with the lowest "
-                   f"validation perplexity; members chosen greedily (with replacement) on the "
-                   f"validation split; perplexities on {tokens}. Ensemble gain over its best "
-                   f"member: {result.gain:.1%}.")
+                   f"validation perplexity (copies of a better run left out); members chosen "
+                   f"greedily (with replacement) on the validation split; perplexities on "
+                   f"{tokens}. Ensemble gain over its best member: {result.gain:.1%}.")
             + mixed_remark(runs)
             + h.table(["", *measured], summary, numeric=(1, 2),
                       table_id="ensemble-summary")

@@ -24,7 +24,8 @@ def hidden_section(rep: Report) -> str:
     data = comparison(runs, labels(runs), recorded, text)
     paths = draw_comparison(data, rep.out / IMAGES)
     parts = [h.para(f"The {len(runs)} runs of task {h.text(task)} with the lowest validation "
-                    f"perplexity, run over {h.text(text.source)} (top layer)."),
+                    f"perplexity (copies of a better run left out), run over {h.text(text.source)} "
+                    "(top layer)."),
              mixed_remark(runs), _runs_table(runs, data.names),
              h.figure(rep.src(paths["heatmaps"]),
                       "hidden units over the first sentence, one panel per run")]

@@ -58,6 +58,22 @@ def test_select_and_label(zoo):
         select_runs(zoo, top=2, task="ptb")
 
 
+def test_a_copy_of_a_run_takes_no_place_in_the_top_pool(zoo, tmp_path):
+    # the tanh-RNN with dead code: h + h * (h - h) is h, so the same training repeats its run
+    copy = train_cell("Tanh(Add(MM(x), MM(Add(h, Mult(h, Sub(h, h))))))", CONFIG)
+    tanh = next(r for r in zoo.runs() if labels([r]) == ["tanh-RNN"])
+    assert copy.hash != tanh.hash and copy.val_ppl == pytest.approx(tanh.val_ppl, rel=1e-5)
+    path = tmp_path / "copies.h5"
+    with Zoo.open(path, "a") as copies:
+        copies.import_from(zoo.path)
+        copied = copies.add_run(copy)
+    with Zoo.open(path) as copies:
+        chosen = select_runs(copies, top=10)  # the better of the two, and the three others
+        assert len(chosen) == len(CELLS)
+        assert len({r.hash for r in chosen} & {copy.hash, tanh.hash}) == 1
+        assert len(select_runs(copies, runs=[copied, tanh.run_id])) == 2  # asked for
+
+
 def test_record_matches_the_models_own_forward(zoo, corpus):
     run = next(zoo.runs())
     model = zoo.rebuild(run.run_id)
