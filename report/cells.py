@@ -83,7 +83,7 @@ def _proxy_cells(rep: Report, task: str) -> str:
               "other trainings (val / test ppl, params)", "lineage"]
     return (h.para(f"Proxy training: config key {h.text(', '.join(sorted(keys)))} "
                    f"(task {h.text(task)}); each cell's best run under it.")
-            + h.table(header, rows, numeric=(0, 3, 4, 5), table_id="best-cells")
+            + h.table(header, rows, numeric=(0, 3, 4, 5), table_id="best-cells", wide=True)
             + h.para(h.link("best_cells.csv", "every run of these cells (CSV)")))
 
 
@@ -220,7 +220,7 @@ def _ranked_table(rep: Report, searches: Sequence[SearchRun], ranked: list[Ladde
               + [f"full runs of {preset} (val / test ppl)", "lineage"])
     numeric = [0] + [i for i, name in enumerate(header) if name.startswith(("params", "lr",
                                                                             "rung "))]
-    return h.table(header, rows, numeric=numeric, table_id=table_id), records
+    return h.table(header, rows, numeric=numeric, table_id=table_id, wide=True), records
 
 
 def _result_text(run: Run) -> str:
@@ -238,9 +238,11 @@ def _full_text(run: Run, preset: str) -> str:
 
 
 def _cell_html(run: Run, name: str) -> str:
-    """The cell's anchor: its library name (if it has one) over its hash."""
+    """The cell's anchor: its library name (if it has one) over its short hash (the whole
+    one on hover)."""
     named = "" if run.hash.startswith(name) else f"{h.text(name)}<br>"
-    return f'<span id="cell-{run.hash}">{named}<span class="muted">{run.hash}</span></span>'
+    return (f'<span id="cell-{run.hash}">{named}'
+            f'<span class="muted" title="{run.hash}">{run.hash[:8]}</span></span>')
 
 
 def _other_text(run: Run) -> str:

@@ -23,7 +23,9 @@ th, td { border: 1px solid #ccc; padding: .25em .5em; vertical-align: top; text-
 th { background: #f0f0f0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 code.dsl { font-size: 0.95em; word-break: break-all; }
-td code.dsl { display: block; min-width: 24em; }
+td code.dsl { display: block; min-width: 16em; }
+.wide { overflow-x: auto; }
+.wide table { font-size: 0.8em; }
 .note { background: #fff6e0; border-left: 4px solid #e0a000; padding: .4em .8em; }
 figure { margin: 1em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
@@ -90,9 +92,10 @@ def figure(src: str, caption: str) -> str:
 
 
 def table(header: Sequence[str] | None, rows: Sequence[Sequence[str]],
-          numeric: Sequence[int] = (), table_id: str | None = None) -> str:
+          numeric: Sequence[int] = (), table_id: str | None = None, wide: bool = False) -> str:
     """A table whose cells are HTML already; columns listed in ``numeric`` align right;
-    ``header=None``: no header row."""
+    ``header=None``: no header row. ``wide``: many columns, set smaller and scrolled
+    sideways where the page is still too narrow for them."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header or ())
     body = "".join(
         "<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
@@ -100,7 +103,8 @@ def table(header: Sequence[str] | None, rows: Sequence[Sequence[str]],
         for row in rows)
     ident = f' id="{escape(table_id)}"' if table_id else ""
     thead = f"<thead><tr>{head}</tr></thead>" if head else ""
-    return f"<table{ident}>{thead}<tbody>{body}</tbody></table>"
+    html = f"<table{ident}>{thead}<tbody>{body}</tbody></table>"
+    return f'<div class="wide">{html}</div>' if wide else html
 
 
 def page(title: str, intro: str, sections: Sequence[Section]) -> str:

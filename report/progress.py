@@ -108,7 +108,7 @@ def _ladder_progress_table(frame: pd.DataFrame, tokens: dict[str, list[int]],
               "random's best at the rung", "rung-0 cells to reach random's best",
               "trainings at the end (forecast)", "CPU hours to go (forecast)"]
     return h.table(header, rows, numeric=(3, 4, 5, 6, 7, 8, 9, 10, 11),
-                   table_id="progress-table")
+                   table_id="progress-table", wide=True)
 
 
 def _bests(at: pd.DataFrame, part: pd.DataFrame, target: float) -> list[str]:
