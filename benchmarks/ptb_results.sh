@@ -11,7 +11,7 @@
 #        # validating at every prefix rung's budget too, into $ZOO_FULL
 #   benchmarks/ptb_results.sh fidelity [--cell EXPR ...]   # the fidelity table from those runs
 #   benchmarks/ptb_results.sh wikitext CELL RATE [SEED]    # the same recipe on WikiText-2, into
-#        # $ZOO_WT2 (about 9.5 hours of one loaded CPU core; the rate is the cell's PTB probe's)
+#        # $ZOO_WT2 (about 10 hours of one loaded CPU core; the rate is the cell's PTB probe's)
 #   benchmarks/ptb_results.sh ensembles A B C              # LSTM seeds A+B against LSTM A + cell C
 #   benchmarks/ptb_results.sh keep                         # each arm's log into docs/data (run it
 #        # every so often while the arms run, and commit: the machine may not outlive the session)
