@@ -78,17 +78,19 @@ case ${1:?usage: ptb_results.sh ladder|ladder-random|keep|full CELL RATE [SEED]|
       cellzoo evolve --config "configs/ptb-$1.toml" --zoo "$runs/ptb-$1.h5" --run-dir "$dir" \
         --workers 1 ${log:+$( [ -f "$log" ] && echo --restore "$log")}
     fi ;;
-  keep)  # whole lines only, and only a log that has grown past the kept one
+  keep)  # whole lines only: the rows past the kept ones (a rebuilt arm's restored rows
+    # stand in the kept log as they were first written)
     for arm in ladder ladder-random; do
       python - "$runs/ptb-$arm/evaluations.jsonl" "docs/data/ptb-$arm-evaluations.jsonl" <<'EOF'
 import sys
 from pathlib import Path
 src, dst = map(Path, sys.argv[1:])
 text = src.read_text() if src.is_file() else ""
-text = text[: text.rfind("\n") + 1]
-rows, kept = text.count("\n"), dst.read_text().count("\n") if dst.is_file() else 0
+lines = text[: text.rfind("\n") + 1].splitlines(keepends=True)
+old = dst.read_text().splitlines(keepends=True) if dst.is_file() else []
+rows, kept = len(lines), len(old)
 if rows > kept:
-    dst.write_text(text)
+    dst.write_text("".join(old + lines[kept:]))
 print(f"{dst}: {max(rows, kept)} rows", "(updated)" if rows > kept else "(kept)")
 EOF
     done ;;

@@ -19,8 +19,17 @@ failed there failed as a candidate) and every ok or diverged promotion. A failed
 (an error outside the cell) is trained again, as on `--resume`. A restored result enters the
 zoo without weights or learning curve (``has_weights`` false, its ``error`` naming LOG), so
 the pre-filter fits on it as before and analysis passes it over; its evaluations-log row
-keeps the original training's seconds and is marked ``"restored": true``. A promotion of a
-restored cell trains from scratch (its branch checkpoint is gone), with the same result.
+keeps the original training's seconds, time, workers and wave and is marked
+``"restored": true``. A promotion of a restored cell trains from scratch (its branch
+checkpoint is gone), with the same result.
+
+Replayed in the log's order: a restored job stays in flight until the results the log
+recorded before it are in, as it did when it trained. With several workers the search
+makes a choice while other jobs are still training, so the order of results and choices
+is part of what is restored: restored jobs complete in the order their rows stand in LOG,
+those of one ``wave`` (results the search took in one go) together, and the search keeps
+as many jobs in flight as the run that wrote LOG had workers (each row's ``slots``; a row
+without one was written by a one-worker run).
 """
 
 from __future__ import annotations
@@ -44,6 +53,11 @@ from cellzoo.train.model import model_params
 COLUMNS = ("n", "hash", "expr", "status", "val_ppl", "rung", "lr", "seconds")
 
 
+def slots_of(row: dict[str, Any]) -> int:
+    """The workers of the run that wrote an evaluations-log row."""
+    return int(row.get("slots") or 1)
+
+
 class RestoreError(UserError):
     """A log that cannot be restored from: unreadable, or not a ladder search's."""
 
@@ -56,10 +70,15 @@ class Restored:
     source: str
     rows: dict[tuple[str, int], dict[str, Any]]
     retried: set[tuple[str, int]]
-    untaken: set[tuple[str, int]] = field(init=False)
+    untaken: set[tuple[str, int]] = field(init=False)  # not yet proposed by the search
+    pending: set[tuple[str, int]] = field(init=False)  # not yet recorded by the search
+    order: dict[tuple[str, int], int] = field(init=False)  # each result's place in the log
+    last_slots: int | None = None  # the workers of the run that wrote the last recorded row
 
     def __post_init__(self) -> None:
         self.untaken = set(self.rows)
+        self.pending = set(self.rows)
+        self.order = {key: i for i, key in enumerate(self.rows)}  # rows keep the log's order
 
     @classmethod
     def read(cls, path: str | Path) -> Restored:
@@ -76,14 +95,42 @@ class Restored:
                                    f"{', '.join(missing)} (not a ladder search's "
                                    f"evaluations log)")
             if row["rung"] == 0 or row["status"] != "failed":
-                rows[row["hash"], row["rung"]] = row  # a retried promotion's later row wins
+                # a retried promotion's later row wins, at its place in the log
+                rows.pop((row["hash"], row["rung"]), None)
+                rows[row["hash"], row["rung"]] = row
             else:
                 failed.add((row["hash"], row["rung"]))
         return cls(str(path), rows, failed - rows.keys())
 
     def taken_in(self, logged: list[dict[str, Any]]) -> None:
         """Count as taken every result a resumed run's evaluations log ``logged`` holds."""
-        self.untaken -= {(row["hash"], row.get("rung", 0)) for row in logged}
+        keys = {(row["hash"], row.get("rung", 0)) for row in logged}
+        self.untaken -= keys
+        self.pending -= keys
+        if logged:
+            self.last_slots = slots_of(logged[-1])
+
+    def recorded(self, key: tuple[str, int]) -> None:
+        """The search has recorded the result of ``key`` (cell hash, rung)."""
+        self.pending.discard(key)
+        self.last_slots = slots_of(self.rows[key])
+
+    def slots(self) -> int | None:
+        """How many jobs the run that wrote the log had in flight at this point: its workers
+        when it recorded the last result and when it recorded the next one (a run resumed
+        with other workers keeps what was in flight); None once every result is recorded."""
+        if not self.pending:
+            return None
+        following = slots_of(self.rows[min(self.pending, key=self.position)])
+        return max(following, self.last_slots or following)
+
+    def position(self, key: tuple[str, int]) -> int:
+        """Where the result of ``key`` stands in the log (its results' order)."""
+        return self.order[key]
+
+    def wave(self, key: tuple[str, int]) -> int | None:
+        """The wave ``key``'s result was recorded in (None: a wave of its own)."""
+        return self.rows[key].get("wave")
 
     def __len__(self) -> int:
         return len(self.rows)

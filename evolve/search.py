@@ -19,6 +19,8 @@ complete; generational strategies wait at every round.
 Rebuild (`evolve.restore`): when the run directory holds a log to restore from, a job whose
 result that log holds is recorded from it instead of trained, as a training (it counts
 toward ``evaluations``), so a search lost with its machine is rebuilt to where it stopped.
+Such a job stays in flight, without a worker, until the log's order completes it: results
+and choices come in the order they came in the run that wrote the log (`_complete`).
 
 Resume: the checkpoint is loaded, logs are cut back to it, jobs that were in
 flight but whose run this search already wrote to the zoo are taken from there,
@@ -50,7 +52,7 @@ from cellzoo.evolve.config import SearchConfig
 from cellzoo.evolve.executors import Executor, make_executor
 from cellzoo.evolve.jobs import Job, result_from_run
 from cellzoo.evolve.population import Member, make_strategy
-from cellzoo.evolve.restore import Restored
+from cellzoo.evolve.restore import Restored, slots_of
 from cellzoo.evolve.rundir import CheckpointError, RunDir
 from cellzoo.evolve.rungs import Climb
 from cellzoo.train import TrainConfig, TrainResult, load_corpus
@@ -71,6 +73,7 @@ class Counters:
     reused: int = 0  # results taken from the zoo instead of training
     evaluated: int = 0  # members added to the population (trained + reused)
     rounds: int = 0
+    waves: int = 0  # times the loop took finished jobs (one or more at once)
     next_job: int = 0
     seq: int = 0  # checkpoints written
 
@@ -122,6 +125,7 @@ class Search:
         self.restored = Restored.read(self.files.restore_log) \
             if self.climb is not None and self.files.restore_log.is_file() else None
         self.restore_misses = 0  # jobs the restore log lacked, in this process
+        self.replaying: dict[int, TrainResult] = {}  # in-flight jobs the restore log holds
 
     # ---- opening -------------------------------------------------------------------------
 
@@ -182,8 +186,7 @@ class Search:
                 while not self.finished:
                     self._fill()
                     self._checkpoint()
-                    for job, result in self.executor.completed():
-                        self._record_trained(job, result)
+                    self._complete()
                     self._checkpoint()
                 if self.strategy.generational:
                     self.strategy.end_generation()
@@ -213,9 +216,35 @@ class Search:
             if not self._take_restored(self.in_flight[job_id]):
                 self.executor.submit(self.in_flight[job_id])
 
+    def _complete(self) -> None:
+        """Record the next finished jobs: restored jobs first, in the order of the restore
+        log (a job the log lacks ended after every result it holds), one wave at a time."""
+        if self.replaying:
+            keys = {i: (job.hash, job.rung) for i, job in self.in_flight.items()
+                    if i in self.replaying}
+            first = min(keys, key=lambda i: self.restored.position(keys[i]))
+            wave = self.restored.wave(keys[first])
+            together = [i for i in keys if wave is not None
+                        and self.restored.wave(keys[i]) == wave] or [first]
+            self.counters.waves += 1
+            for i in sorted(together, key=lambda i: self.restored.position(keys[i])):
+                self._record_trained(self.in_flight[i], self.replaying.pop(i), restored=True)
+            return
+        taken = False
+        for job, result in self.executor.completed():
+            self.counters.waves += not taken
+            taken = True
+            self._record_trained(job, result)
+
+    def _slots(self) -> int:
+        """Jobs to keep in flight: the executor's slots, or while a restore log has results
+        to give, the workers of the run that wrote it (`Restored.slots`)."""
+        replayed = self.restored.slots() if self.restored is not None else None
+        return replayed or self.executor.slots
+
     def _fill(self) -> None:
         """Submit queued jobs while slots are free, making new rounds as needed."""
-        while len(self.in_flight) < self.executor.slots and not self.finished:
+        while len(self.in_flight) < self._slots() and not self.finished:
             job = self._promotion()
             if job is not None and self._take_stored(job):
                 continue
@@ -259,7 +288,7 @@ class Search:
         if result is None:
             self._check_on_log(job)
             return False
-        self._record_trained(job, result, restored=True)
+        self.replaying[job.job_id] = result
         return True
 
     def _check_on_log(self, job: Job) -> None:
@@ -359,7 +388,13 @@ class Search:
                 "true_log_ppl": math.log(member.val_ppl) if member.fitness > -math.inf
                 else None, "status": result.status})
         seconds = result.seconds if result.probe_seconds is None else result.probe_seconds
-        marks = {"restored": True} if restored else {}
+        marks = {"slots": self.executor.slots, "wave": self.counters.waves}
+        if restored:  # where and how the run that wrote the log recorded it
+            key = (job.hash, job.rung)
+            self.restored.recorded(key)
+            row = self.restored.rows[key]
+            marks = {"slots": slots_of(row), "wave": row.get("wave"), "restored": True,
+                     **({"time": row["time"]} if "time" in row else {})}
         if math.isfinite(result.test_ppl):  # kept, so that a rebuild restores it to the zoo
             marks["test_ppl"] = result.test_ppl
         self._admit(member, lineage, job.round, run_id, seconds, marks)

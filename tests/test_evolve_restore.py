@@ -2,8 +2,9 @@
 rebuilt search makes the same choices (breeding, ASHA, the ranker's pre-filter, the
 controller) and ends like the original, taking each logged result instead of training it;
 from a log cut short it trains on and still ends like the original; a failed promotion is
-trained again; a search that is not the log's stops where it leaves the log; bad uses are
-refused before anything is written."""
+trained again; a search that is not the log's stops where it leaves the log; a search whose
+workers trained side by side is rebuilt in the order its results came; bad uses are refused
+before anything is written."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import LADDER_TOML, env, evolve_cmd, search_outcome
+from helpers import LADDER_TOML, env, evolve_cmd, kill_when_logged, search_outcome
 
 from cellzoo.analysis.cache import AnalysisError
 from cellzoo.analysis.selection import only_task
@@ -136,6 +137,53 @@ def test_a_search_that_leaves_its_log_stops_before_training(reference):
                            env=env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert any(not row.get("restored") for row in RunDir(tmp / "seed1").evaluations())
+
+
+#: two trainings side by side, in a local process pool
+TWO_WORKERS = ("--executor", "process", "--workers", "2")
+
+
+def how_it_ran(run_dir: Path) -> list[tuple]:
+    """Each row's cell, rung, workers and wave: the order a rebuild replays."""
+    return [(row["hash"], row["rung"], row["slots"], row["wave"])
+            for row in RunDir(run_dir).evaluations()]
+
+
+def test_a_two_worker_search_is_rebuilt_in_the_order_its_results_came(reference):
+    """Two workers train side by side, so the search breeds and promotes while a job is in
+    flight: the rebuild holds each restored job in flight until the log's order completes
+    it (taken at once, the later choices would see results the search had not yet had)."""
+    tmp, toml, _ = reference
+    done = subprocess.run(evolve_cmd(toml, tmp / "two.h5", tmp / "two", *TWO_WORKERS),
+                          env=env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    ran = how_it_ran(tmp / "two")
+    assert {slots for *_, slots, _ in ran} == {2}
+    again = rebuild(tmp, toml, "two-again", tmp / "two" / "evaluations.jsonl", *TWO_WORKERS)
+    assert again.returncode == 0, again.stderr
+    assert outcome(tmp / "two-again.h5", tmp / "two-again") == outcome(tmp / "two.h5", tmp / "two")
+    assert how_it_ran(tmp / "two-again") == ran
+    assert all(row["restored"] for row in RunDir(tmp / "two-again").evaluations())
+
+
+def test_a_search_resumed_with_a_second_worker_is_rebuilt(reference):
+    """One worker, killed, resumed with two: the rows say how many workers wrote them, and
+    the rebuild keeps as many jobs in flight as the run did at each point."""
+    tmp, toml, _ = reference
+    kill_when_logged(evolve_cmd(toml, tmp / "grew.h5", tmp / "grew"),
+                     tmp / "grew" / "evaluations.jsonl", 7)
+    resumed = subprocess.run(evolve_cmd(toml, tmp / "grew.h5", tmp / "grew", "--resume",
+                                        *TWO_WORKERS),
+                             env=env(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    ran = how_it_ran(tmp / "grew")
+    slots = [slots for *_, slots, _ in ran]
+    assert slots == sorted(slots) and slots[0] == 1 and slots[-1] == 2
+    again = rebuild(tmp, toml, "grew-again", tmp / "grew" / "evaluations.jsonl")
+    assert again.returncode == 0, again.stderr
+    assert outcome(tmp / "grew-again.h5", tmp / "grew-again") == \
+        outcome(tmp / "grew.h5", tmp / "grew")
+    assert how_it_ran(tmp / "grew-again") == ran
 
 
 def test_restore_refuses_a_run_dir_with_a_search_and_a_search_without_a_ladder(reference):
