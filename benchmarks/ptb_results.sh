@@ -31,7 +31,8 @@
 #
 # Environment: ZOO (default ptb.h5), ZOO_FULL (default ptb-full.h5: the full runs), ZOO_WT2
 # (default wikitext-2-full.h5: the WikiText-2 runs), RUNS (default runs), OUT (default
-# results), PROXY_TOKENS (default 20000: the proxy budget).
+# results), PROXY_TOKENS (default 20000: the proxy budget), WORKERS (default 1: a ladder
+# arm's trainings side by side; the evolution arm has run with 2 since its row 189).
 set -euo pipefail
 zoo=${ZOO:-ptb.h5}
 zoo_full=${ZOO_FULL:-ptb-full.h5}
@@ -40,6 +41,7 @@ rungs=149188,447565,1342697,4028093  # the PTB ladder's prefix rungs below the f
 runs=${RUNS:-runs}
 out=${OUT:-results}
 proxy_tokens=${PROXY_TOKENS:-20000}
+workers=${WORKERS:-1}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$runs" "$out"
 
@@ -73,10 +75,10 @@ case ${1:?usage: ptb_results.sh ladder|ladder-random|keep|full CELL RATE [SEED]|
     dir="$runs/ptb-$1"
     log=${RESTORE-docs/data/ptb-$1-evaluations.jsonl}  # the arm's recorded results
     if [ -f "$dir/checkpoint.json" ]; then
-      cellzoo evolve --resume "$dir" --workers 1
+      cellzoo evolve --resume "$dir" --workers "$workers"
     else  # a new machine rebuilds the arm from its recorded log instead of training it again
       cellzoo evolve --config "configs/ptb-$1.toml" --zoo "$runs/ptb-$1.h5" --run-dir "$dir" \
-        --workers 1 ${log:+$( [ -f "$log" ] && echo --restore "$log")}
+        --workers "$workers" ${log:+$( [ -f "$log" ] && echo --restore "$log")}
     fi ;;
   keep)  # whole lines only: the rows past the kept ones (a rebuilt arm's restored rows
     # stand in the kept log as they were first written)

@@ -2,9 +2,12 @@
 cells, and the training hours still to come at the pace it has kept so far.
 
 ASHA promotes the best ``1/eta`` of the results at each rung, so a search of ``n`` rung-0
-cells ends with about ``n // eta**k`` trainings at rung ``k``: more where cells were
-promoted early, among fewer results (a rung past its count has nothing to go), fewer where
-fewer cells run ok. A rung's cost per training is the mean of its logged trainings that
+cells ends with about ``n // eta**k`` trainings at rung ``k`` (fewer where fewer cells run
+ok). Asynchronous ASHA promotes more: a cell goes on as soon as it is among the best
+``1/eta`` of the results so far, at first among few, and a search that keeps finding better
+cells keeps promoting them. So the expected count is the larger of ``n // eta**k`` and the
+search's own trainings at rung ``k`` so far per rung-0 cell, times ``n`` (a rung past its
+count has nothing to go). A rung's cost per training is the mean of its logged trainings that
 did not fail (a failed training, an error outside the cell, is retried on resume). A rung
 with none yet costs the rung below's cost times ``eta``: a promotion continues the rung
 below's branch checkpoint and trains the tokens in between, which grow by ``eta`` from
@@ -25,9 +28,10 @@ def ladder_forecast(frame: pd.DataFrame, evaluations: int, eta: int,
                     rungs: int) -> pd.DataFrame:
     """Per rung of one ladder search (rows of `progress_frame` for one run): trainings so
     far, trainings expected at ``evaluations`` rung-0 cells, training hours so far, per
-    training (measured, or extrapolated: see the module doc; nan where neither) and still
-    to come (nan where the cost per training is unknown)."""
+    training (measured, or extrapolated) and still to come (nan where the cost per training
+    is unknown); the module doc says how each is reckoned."""
     rows, each = [], math.nan
+    cells = int((frame["rung"] == 0).sum())
     for rung in range(rungs):
         done = frame[frame["rung"] == rung]
         hours = float(done["seconds"].sum()) / 3600
@@ -39,6 +43,8 @@ def ladder_forecast(frame: pd.DataFrame, evaluations: int, eta: int,
         else:
             each = math.nan
         expected = evaluations // eta ** rung
+        if cells:  # the search's promotions so far, at its pace per rung-0 cell
+            expected = max(expected, math.ceil(len(done) * evaluations / cells))
         left = max(expected - len(counted), 0)
         rows.append([rung, len(done), expected, hours, each, left * each if left else 0.0])
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -1,5 +1,6 @@
-"""The cost forecast of a ladder search: ASHA's trainings per rung at the end, and the hours
-to go from each rung's measured cost, extrapolated by eta to rungs not reached yet."""
+"""The cost forecast of a ladder search: its trainings per rung at the end (ASHA's count, or
+the search's own promotion pace where higher), and the hours to go from each rung's
+measured cost, extrapolated by eta to rungs not reached yet."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def test_a_rung_done_or_past_its_expected_count_has_nothing_to_go():
     rung no cell will reach costs nothing, known or not."""
     runs = frame({0: [60.0] * 4, 1: [600.0, 600.0, 600.0]})
     forecast = ladder_forecast(runs, evaluations=4, eta=2, rungs=4)
-    assert forecast["expected"].tolist() == [4, 2, 1, 0]
+    assert forecast["expected"].tolist() == [4, 3, 1, 0]  # rung 1: 3 > 4 // 2
     assert forecast["hours_left"].tolist() == pytest.approx([0.0, 0.0, 1 / 3, 0.0])
     assert hours_left(forecast) == pytest.approx(1 / 3)
 
@@ -52,3 +53,13 @@ def test_a_failed_training_is_still_to_go_and_costs_nothing_in_the_mean():
     assert forecast["trained"].tolist() == [9, 2, 1]
     assert forecast["hours_each"].tolist() == pytest.approx([1 / 60, 0.25, 0.75])
     assert forecast["hours_left"].tolist() == pytest.approx([0.0, 0.25, 0.75])
+
+
+def test_a_search_that_promotes_faster_than_asha_s_count_is_expected_to_go_on_so():
+    """A search whose good cells keep coming is promoted past ``n // eta**k``: at 20 of 60
+    cells it has 8 rung-1 and 4 rung-2 trainings, so about 24 and 12 by its end, not
+    60 // 3 and 60 // 9."""
+    runs = frame({0: [60.0] * 20, 1: [600.0] * 8, 2: [1800.0] * 4})
+    forecast = ladder_forecast(runs, evaluations=60, eta=3, rungs=3)
+    assert forecast["expected"].tolist() == [60, 24, 12]
+    assert forecast["hours_left"].tolist() == pytest.approx([40 / 60, 16 / 6, 8 / 2])
