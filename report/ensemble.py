@@ -5,7 +5,7 @@ from __future__ import annotations
 from cellzoo.analysis import ensemble as ens
 from cellzoo.report import html as h
 from cellzoo.report.context import Report, Unavailable
-from cellzoo.report.labels import config_label, mixed_remark
+from cellzoo.report.labels import config_label, mixed_remark, weightless_remark
 
 
 def ensemble_section(rep: Report) -> str:
@@ -39,7 +39,7 @@ def ensemble_section(rep: Report) -> str:
                    f"validation perplexity (copies of a better run left out); members chosen "
                    f"greedily (with replacement) on the validation split; perplexities on "
                    f"{tokens}. Ensemble gain over its best member: {result.gain:.1%}.")
-            + mixed_remark(runs)
+            + mixed_remark(runs) + weightless_remark(rep.zoo.runs(), task)
             + h.table(["", *measured], summary, numeric=(1, 2),
                       table_id="ensemble-summary")
             + h.table(["run", "weight", *measured, "run id", "training", "DSL"], rows,

@@ -3,7 +3,7 @@ follows with what it changed (`config_label`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from cellzoo.report import html as h
 from cellzoo.train import PRESETS
@@ -65,3 +65,16 @@ def mixed_remark(runs: Sequence[Run]) -> str:
     return h.remark("These runs trained for different lengths (see 'training': rung runs of "
                     "a ladder search are short prefixes of a full run), so their perplexities "
                     "are not comparable with each other.")
+
+
+def weightless_remark(runs: Iterable[Run], task: str) -> str:
+    """A note on the ok runs of ``task`` a pool passed over for want of weights: a search
+    rebuilt from its log (`cellzoo evolve --restore`) stores results without them ('' when
+    there are none)."""
+    count = sum(r.status == "ok" and r.task == task and not r.has_weights for r in runs)
+    if not count:
+        return ""
+    runs_have = "1 ok run has" if count == 1 else f"{count:,} ok runs have"
+    return h.remark(f"{runs_have} no weights (results restored from an evaluations log by "
+                    f"cellzoo evolve --restore, or stored without them) and cannot be run: "
+                    f"the pool leaves {'it' if count == 1 else 'them'} out.")

@@ -10,7 +10,7 @@ from cellzoo.analysis.compare import comparison, draw_comparison
 from cellzoo.analysis.selection import labels, select_runs
 from cellzoo.report import html as h
 from cellzoo.report.context import IMAGES, Report
-from cellzoo.report.labels import config_label, mixed_remark
+from cellzoo.report.labels import config_label, mixed_remark, weightless_remark
 from cellzoo.train import load_corpus
 from cellzoo.zoo import Run
 
@@ -26,7 +26,8 @@ def hidden_section(rep: Report) -> str:
     parts = [h.para(f"The {len(runs)} runs of task {h.text(task)} with the lowest validation "
                     f"perplexity (copies of a better run left out), run over {h.text(text.source)} "
                     "(top layer)."),
-             mixed_remark(runs), _runs_table(runs, data.names),
+             mixed_remark(runs), weightless_remark(rep.zoo.runs(), task),
+             _runs_table(runs, data.names),
              h.figure(rep.src(paths["heatmaps"]),
                       "hidden units over the first sentence, one panel per run")]
     if data.cka is None:

@@ -25,7 +25,7 @@ from cellzoo.evolve.progress import best_curves, draw_progress, progress_frame
 from cellzoo.evolve.rundir import RunDir
 from cellzoo.report.context import Options
 from cellzoo.report.page import write_report
-from cellzoo.train import TrainResult, load_corpus
+from cellzoo.train import TrainConfig, TrainResult, load_corpus
 from cellzoo.train.model import build_model, count_params
 from cellzoo.zoo import Run, Zoo
 
@@ -354,3 +354,21 @@ def test_trainings_the_zoo_lacks_are_counted_on_the_page(ladders, tmp_path):
     assert "zoo.h5.journal/" in text
     whole = (ladders["tmp"] / "page" / "index.html").read_text(encoding="utf-8")
     assert "are not in the zoo" not in whole  # every logged training is there
+
+
+def test_runs_without_weights_are_said_to_be_left_out_of_the_pools(ladders, tmp_path):
+    """A rebuilt search's zoo holds its restored results without weights: the similarity
+    and ensemble sections say how many ok runs they could not run."""
+    zoo = tmp_path / "zoo.h5"
+    shutil.copy(ladders["tmp"] / "zoo.h5", zoo)
+    with Zoo.open(zoo, "a") as z:
+        ok = z.top(1, "synthetic")[0]
+        z.add_run(TrainResult(ok.expr, ok.hash, "ok", 9.5, 9.6, ok.params, 1.0, 1.0, 0, [],
+                              "", "restored from a log", TrainConfig.from_dict(ok.config)),
+                  {"origin": "mutation", "generation": 0, "parents": []})
+    write_report(zoo, ladders["dirs"], tmp_path / "page",
+                 Options(top=3, tokens=100, eval_tokens=300))
+    text = (tmp_path / "page" / "index.html").read_text(encoding="utf-8")
+    assert text.count("1 ok run has no weights") == 2
+    whole = (ladders["tmp"] / "page" / "index.html").read_text(encoding="utf-8")
+    assert "no weights" not in whole
