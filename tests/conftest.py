@@ -29,9 +29,12 @@ def _needs(relative: str) -> Path:
     return DATA
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="session")
 def _small_torch():
-    """One thread per test process: the suite runs on small shared machines."""
+    """One thread per test process: the suite runs on small shared machines. Session-wide,
+    so that module fixtures (a whole search, trained before the first test of a module)
+    run on one thread too: on a loaded machine two oversubscribed threads took such a
+    fixture past its timeout."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
