@@ -30,15 +30,20 @@ def _needs(relative: str) -> Path:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _small_torch():
+def _one_torch_thread():
     """One thread per test process: the suite runs on small shared machines. Session-wide,
     so that module fixtures (a whole search, trained before the first test of a module)
     run on one thread too: on a loaded machine two oversubscribed threads took such a
     fixture past its timeout."""
-    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _small_torch(_one_torch_thread):
+    """A test that changes the thread count gives the next one a single thread again (a
+    process forked by a later test hangs in OpenMP after the parent ran several)."""
     yield
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
