@@ -220,20 +220,18 @@ class Search:
         """Record the next finished jobs: restored jobs first, in the order of the restore
         log (a job the log lacks ended after every result it holds), one wave at a time."""
         if self.replaying:
-            keys = {i: (job.hash, job.rung) for i, job in self.in_flight.items()
-                    if i in self.replaying}
+            keys = {i: (self.in_flight[i].hash, self.in_flight[i].rung) for i in self.replaying}
             first = min(keys, key=lambda i: self.restored.position(keys[i]))
             wave = self.restored.wave(keys[first])
-            together = [i for i in keys if wave is not None
-                        and self.restored.wave(keys[i]) == wave] or [first]
+            together = [first] if wave is None else \
+                [i for i in keys if self.restored.wave(keys[i]) == wave]
             self.counters.waves += 1
             for i in sorted(together, key=lambda i: self.restored.position(keys[i])):
                 self._record_trained(self.in_flight[i], self.replaying.pop(i), restored=True)
             return
-        taken = False
-        for job, result in self.executor.completed():
-            self.counters.waves += not taken
-            taken = True
+        finished = list(self.executor.completed())
+        self.counters.waves += bool(finished)
+        for job, result in finished:
             self._record_trained(job, result)
 
     def _slots(self) -> int:
