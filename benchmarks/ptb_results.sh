@@ -15,6 +15,11 @@
 #   benchmarks/ptb_results.sh ensembles A B C              # LSTM seeds A+B against LSTM A + cell C
 #   benchmarks/ptb_results.sh keep                         # each arm's log into docs/data (run it
 #        # every so often while the arms run, and commit: the machine may not outlive the session)
+#   benchmarks/ptb_results.sh pack ARM FILE                # a stopped arm's run directory (without
+#        # its branch checkpoints) and a weightless copy of its zoo, a few MB, into FILE (.tar.gz)
+#   benchmarks/ptb_results.sh unpack ARM FILE              # on another machine, with RUNS at the
+#        # same absolute path: the run directory's files, and the zoo's runs merged into the zoo
+#        # there (or made the zoo); then `ladder` / `ladder-random` resumes it (docs/search.md)
 #
 # The earlier 20k-token proxy ("What the 20k-token proxy got wrong"):
 #   benchmarks/ptb_results.sh baseline LSTM|GRU|tanh-RNN   # zaremba-small at the LSTM's params
@@ -32,7 +37,9 @@
 # Environment: ZOO (default ptb.h5), ZOO_FULL (default ptb-full.h5: the full runs), ZOO_WT2
 # (default wikitext-2-full.h5: the WikiText-2 runs), RUNS (default runs), OUT (default
 # results), PROXY_TOKENS (default 20000: the proxy budget), WORKERS (default 1: a ladder
-# arm's trainings side by side; the evolution arm has run with 2 since its row 189).
+# arm's trainings side by side; the evolution arm has run with 2 since its row 189),
+# STOP_AFTER (seconds: a ladder arm is stopped then, to go on with the same command or to
+# be packed and moved; unset: it runs to its end).
 set -euo pipefail
 zoo=${ZOO:-ptb.h5}
 zoo_full=${ZOO_FULL:-ptb-full.h5}
@@ -70,15 +77,25 @@ retrain() {  # retrain CELL NAME: zaremba-small on PTB at the DSL LSTM's paramet
   done
 }
 
-case ${1:?usage: ptb_results.sh ladder|ladder-random|keep|full CELL RATE [SEED]|wikitext CELL RATE [SEED]|fidelity|ensembles A B C|baseline CELL|search|random|winners|retrain K|analysis N} in
+case ${1:?usage: ptb_results.sh ladder|ladder-random|keep|pack ARM FILE|unpack ARM FILE|full CELL RATE [SEED]|wikitext CELL RATE [SEED]|fidelity|ensembles A B C|baseline CELL|search|random|winners|retrain K|analysis N} in
   ladder|ladder-random)
     dir="$runs/ptb-$1"
     log=${RESTORE-docs/data/ptb-$1-evaluations.jsonl}  # the arm's recorded results
     if [ -f "$dir/checkpoint.json" ]; then
-      cellzoo evolve --resume "$dir" --workers "$workers"
+      command=(cellzoo evolve --resume "$dir" --workers "$workers")
     else  # a new machine rebuilds the arm from its recorded log instead of training it again
-      cellzoo evolve --config "configs/ptb-$1.toml" --zoo "$runs/ptb-$1.h5" --run-dir "$dir" \
-        --workers "$workers" ${log:+$( [ -f "$log" ] && echo --restore "$log")}
+      command=(cellzoo evolve --config "configs/ptb-$1.toml" --zoo "$runs/ptb-$1.h5"
+               --run-dir "$dir" --workers "$workers")
+      [ -n "$log" ] && [ -f "$log" ] && command+=(--restore "$log")
+    fi
+    if [ -z "${STOP_AFTER:-}" ]; then
+      "${command[@]}"
+    else  # SIGTERM after STOP_AFTER seconds to the search and its workers (a background job
+      # ignores SIGINT): a killed search resumes from its checkpoint, its jobs in flight anew
+      setsid "${command[@]}" &
+      pid=$!
+      (sleep "$STOP_AFTER"; kill -TERM -- "-$pid" 2>/dev/null) &
+      wait "$pid" || echo "stopped after $STOP_AFTER s; the same command resumes it" >&2
     fi ;;
   keep)  # whole lines only: the rows past the kept ones (a rebuilt arm's restored rows
     # stand in the kept log as they were first written)
@@ -96,6 +113,24 @@ if rows > kept:
 print(f"{dst}: {max(rows, kept)} rows", "(updated)" if rows > kept else "(kept)")
 EOF
     done ;;
+  pack)  # the arm must be stopped: its files are read as they stand
+    dir="$runs/ptb-${2:?ladder|ladder-random}"; file=${3:?tarball to write}
+    [ -f "$dir/checkpoint.json" ] || { echo "no search checkpoint in $dir" >&2; exit 2; }
+    tmp=$(mktemp -d)
+    cellzoo zoo import --without-weights "$tmp/zoo.h5" "$runs/ptb-$2.h5"
+    tar -czf "$file" --exclude=cells -C "$dir" . -C "$tmp" zoo.h5
+    rm -rf "$tmp"
+    echo "$file: $(du -h "$file" | cut -f1), the search's files and $(cellzoo zoo stats "$runs/ptb-$2.h5" --json | python -c "import json,sys; print(json.load(sys.stdin)['runs'])") runs" ;;
+  unpack)  # the arm here must be stopped; its branch checkpoints stay (a job continues its own)
+    dir="$runs/ptb-${2:?ladder|ladder-random}"; file=${3:?tarball from pack}
+    tmp=$(mktemp -d)
+    tar -xzf "$file" -C "$tmp"
+    cellzoo zoo import "$runs/ptb-$2.h5" "$tmp/zoo.h5"
+    rm "$tmp/zoo.h5"
+    mkdir -p "$dir"
+    cp -r "$tmp/." "$dir/"
+    rm -rf "$tmp"
+    echo "$dir: the search's files from $file; resume with: benchmarks/ptb_results.sh $2" ;;
   full)  # several can run side by side into one zoo (the lock is taken only to store)
     full_run zs ptb "$zoo_full" "${2:?which cell}" "${3:?its probed rate}" "${4:-0}" \
       --eval-at "$rungs" ;;

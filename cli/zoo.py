@@ -133,11 +133,14 @@ def export(path: str, hash_prefix: str, out_dir: str, run_prefix: str | None,
 @zoo.command("import")
 @click.argument("dest", type=click.Path(dir_okay=False))
 @click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def import_zoos(dest: str, sources: tuple[str, ...]) -> None:
+@click.option("--without-weights", is_flag=True,
+              help="Copy the runs' results and curves, not their weights: a small zoo that "
+                   "a search's run directory can move with (docs/search.md).")
+def import_zoos(dest: str, sources: tuple[str, ...], without_weights: bool) -> None:
     """Merge the runs of SOURCES into DEST (created if missing), skipping runs already there."""
     with _open(dest, "a") as z:
         for source in sources:
-            added, skipped = z.import_from(source)
+            added, skipped = z.import_from(source, weights=not without_weights)
             click.echo(f"{source}: {added} runs added, {skipped} already in {dest}")
 
 

@@ -241,6 +241,32 @@ def test_import_merges_without_duplicates(tmp_path, zoo_path, results):
                            results[1].state_dict["encoder.weight"])
 
 
+def test_import_without_weights_keeps_results_and_the_destinations_own_weights(
+        tmp_path, zoo_path, results):
+    """A results-only copy (what a search's run directory moves with): the imported runs
+    keep their index rows and curves and lose their weights; a run the destination holds
+    in its journal keeps its own."""
+    light = tmp_path / "light.h5"
+    with Zoo.open(light, "a", **NO_COMPACTION) as zoo:
+        own = zoo.add_run(results[0], {"origin": "manual"})
+        assert zoo.pending_runs == 1
+        assert zoo.import_from(zoo_path, weights=False) == (2, 0)
+    with Zoo.open(zoo_path) as full, Zoo.open(light) as zoo:
+        assert zoo.pending_runs == 0 and len(zoo) == 3
+        assert zoo.run(own).has_weights
+        for run in full.runs():
+            copy = zoo.run(run.run_id)
+            assert not copy.has_weights
+            assert {**copy.to_dict(), "has_weights": True} == run.to_dict()
+            assert zoo.curve(run.run_id) == full.curve(run.run_id)
+            with pytest.raises(ZooError, match="has no stored weights"):
+                zoo.load_state_dict(run.run_id)
+    with h5py.File(light, "r") as f:
+        kept = {run.name.rsplit("/", 1)[1] for cell in f["cells"].values()
+                for run in cell["runs"].values() if "weights" in run}
+    assert kept == {own}
+
+
 def test_repair_sets_aside_a_corrupt_journal_entry(tmp_path, results):
     path = tmp_path / "z.h5"
     with Zoo.open(path, "a", **NO_COMPACTION) as zoo:

@@ -172,15 +172,26 @@ def read_weights(f: h5py.File, run: Run) -> dict[str, torch.Tensor]:
     return out
 
 
-def copy_run(src: h5py.File, dst: h5py.File, row: dict[str, Any]) -> None:
-    """Copy one run group (and its cell's attributes, if the cell is new) between files."""
+def copy_run(src: h5py.File, dst: h5py.File, row: dict[str, Any], weights: bool = True) -> None:
+    """Copy one run group (and its cell's attributes, if the cell is new) between files;
+    without ``weights`` the copy leaves them out and ``row`` says it has none."""
     cell_path = f"cells/{row['hash']}"
     if cell_path not in dst:
         cell_group = dst.create_group(cell_path)
         for key, value in src[cell_path].attrs.items():
             cell_group.attrs[key] = value
         cell_group.create_group("runs")
-    src.copy(src[run_path(row)], dst[f"{cell_path}/runs"], name=row["run_id"])
+    source, runs = src[run_path(row)], dst[f"{cell_path}/runs"]
+    if weights or "weights" not in source:
+        src.copy(source, runs, name=row["run_id"])
+        return
+    group = runs.create_group(row["run_id"])
+    for key, value in source.attrs.items():
+        group.attrs[key] = value
+    for name in source:
+        if name != "weights":
+            src.copy(source[name], group, name=name)
+    group.attrs["has_weights"] = row["has_weights"] = False
 
 
 def rows_from_groups(f: h5py.File) -> list[dict[str, Any]]:

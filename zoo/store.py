@@ -191,9 +191,9 @@ class Zoo:
         return [(entry, [self._runs[r].to_dict() for r in ids])
                 for entry, ids in self._pending.items()]
 
-    def import_from(self, source: str | Path) -> tuple[int, int]:
-        """Merge another zoo's runs into this one, skipping run ids already here.
-        Returns (runs added, runs skipped)."""
+    def import_from(self, source: str | Path, weights: bool = True) -> tuple[int, int]:
+        """Merge another zoo's runs into this one, skipping run ids already here; without
+        ``weights``, runs come without their weights. Returns (runs added, runs skipped)."""
         self._require_writer()
         with Zoo.open(source, "r") as other:
             by_file: dict[Path, list[dict]] = {}
@@ -201,14 +201,17 @@ class Zoo:
                 if run.run_id not in self._runs:
                     by_file.setdefault(other._source[run.run_id], []).append(run.to_dict())
             skipped = len(other) - sum(len(rows) for rows in by_file.values())
-        self._rewrite(self._pending_rows() + list(by_file.items()))
+        if not weights:  # this zoo's own journal keeps its weights
+            self._rewrite(self._pending_rows())
+        self._rewrite(self._pending_rows() + list(by_file.items()), weights)
         for rows in by_file.values():
             for row in rows:
                 self._register(row, self.path)
         return sum(len(rows) for rows in by_file.values()), skipped
 
-    def _rewrite(self, additions: list[tuple[Path, list[dict]]]) -> None:
-        """Copy the main file aside, add runs from other files, publish it, drop the journal."""
+    def _rewrite(self, additions: list[tuple[Path, list[dict]]], weights: bool = True) -> None:
+        """Copy the main file aside, add runs from other files (their weights too, unless
+        not ``weights``), publish it, drop the journal."""
         if not additions:
             return
         tmp = self._tmp_path()
@@ -218,7 +221,7 @@ class Zoo:
             for source, source_rows in additions:
                 with h5file.open_file(source) as src:
                     for row in source_rows:
-                        h5file.copy_run(src, dst, row)
+                        h5file.copy_run(src, dst, row, weights)
                         rows.append(row)
             h5file.append_rows(dst, rows)
         publish(tmp, self.path)
