@@ -110,6 +110,11 @@ class Restored:
         if logged:
             self.last_slots = slots_of(logged[-1])
 
+    def final_slots(self) -> int:
+        """The workers of the run when it wrote the log's last row: how many of its jobs
+        can have been in flight, with no row, when the log ended."""
+        return slots_of(next(reversed(self.rows.values()))) if self.rows else 1
+
     def recorded(self, key: tuple[str, int]) -> None:
         """The search has recorded the result of ``key`` (cell hash, rung)."""
         self.pending.discard(key)

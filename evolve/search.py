@@ -291,15 +291,16 @@ class Search:
 
     def _check_on_log(self, job: Job) -> None:
         """SearchError when the rebuilt search has left its restore log: it is about to
-        train jobs the log lacks (beyond the executor's slots: what could have been in
-        flight when the log ended; a promotion the log has failed is trained again) while
+        train jobs the log lacks (beyond the jobs the run that wrote it can have had in
+        flight when the log ended, `Restored.final_slots`, whatever the workers now; a
+        promotion the log has failed is trained again) while
         the log still holds results it has not taken. What it restored is checkpointed
         first, ``job`` in flight and not submitted."""
         if (job.hash, job.rung) in self.restored.retried:
             return
         self.restore_misses += 1
         left = len(self.restored.untaken)
-        if self.restore_misses < self.executor.slots or not left:
+        if self.restore_misses < self.restored.final_slots() or not left:
             return
         self._checkpoint()  # with the job in flight, untrained: --resume submits it
         raise SearchError(
@@ -386,13 +387,14 @@ class Search:
                 "true_log_ppl": math.log(member.val_ppl) if member.fitness > -math.inf
                 else None, "status": result.status})
         seconds = result.seconds if result.probe_seconds is None else result.probe_seconds
-        marks = {"slots": self.executor.slots, "wave": self.counters.waves}
+        marks = {"slots": self.executor.slots, "wave": self.counters.waves,
+                 "device": result.device}
         if restored:  # where and how the run that wrote the log recorded it
             key = (job.hash, job.rung)
             self.restored.recorded(key)
             row = self.restored.rows[key]
             marks = {"slots": slots_of(row), "wave": row.get("wave"), "restored": True,
-                     **({"time": row["time"]} if "time" in row else {})}
+                     **{k: row[k] for k in ("time", "device") if k in row}}
         if math.isfinite(result.test_ppl):  # kept, so that a rebuild restores it to the zoo
             marks["test_ppl"] = result.test_ppl
         self._admit(member, lineage, job.round, run_id, seconds, marks)

@@ -110,12 +110,12 @@ def search_outcome(zoo: Path, run_dir: Path) -> tuple[list[tuple], dict, list[di
     """What a finished search leaves that must not depend on interruptions or executors: the
     zoo's runs in order (results, lineage, config key, error), the run directory's checkpoint
     state, and its evaluation log without times, run ids, seconds and how it ran (``slots``,
-    ``wave``)."""
+    ``wave``, ``device``)."""
     with Zoo.open(zoo, "r") as z:
         runs = [(r.hash, r.status, r.val_ppl, r.test_ppl, tuple(r.parents), r.origin,
                  r.operator, r.generation, r.config_key, r.error) for r in z.runs()]
     state = json.loads((run_dir / "checkpoint.json").read_text())
-    how = ("time", "run_id", "seconds", "slots", "wave")
+    how = ("time", "run_id", "seconds", "slots", "wave", "device")
     log = [{k: v for k, v in json.loads(line).items() if k not in how}
            for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
     return runs, state, log

@@ -9,6 +9,7 @@ before anything is written."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from cellzoo.cli import main
 from cellzoo.evolve.rundir import RunDir
 from cellzoo.report.context import resolve_task
 from cellzoo.zoo import Zoo
+
+#: two trainings side by side, in a local process pool
+TWO_WORKERS = ("--executor", "process", "--workers", "2")
 
 pytestmark = pytest.mark.slow
 
@@ -119,33 +123,34 @@ def test_a_failed_promotion_in_the_log_is_trained_again(reference):
     assert outcome(tmp / "failed.h5", tmp / "failed") == expected
 
 
-def test_a_search_that_leaves_its_log_stops_before_training(reference):
+@pytest.mark.parametrize("workers", [(), TWO_WORKERS], ids=["as-logged", "more-workers"])
+def test_a_search_that_leaves_its_log_stops_before_training(reference, workers):
     """Another seed draws other cells: the rebuild takes what the log shares with it (the
-    library cells) and stops at the first cell the log lacks; deleting restore.jsonl, as
-    the error says, lets it train on."""
+    library cells) and stops at the first cell the log lacks, also with more workers than
+    the log's one (which had no job in flight without a row when it ended); deleting
+    restore.jsonl, as the error says, lets it train on."""
     tmp, toml, _ = reference
     original = RunDir(tmp / "ref").evaluations()
-    done = rebuild(tmp, toml, "seed1", tmp / "ref" / "evaluations.jsonl", "--seed", "1")
+    name = f"seed1-{len(workers)}"
+    done = rebuild(tmp, toml, name, tmp / "ref" / "evaluations.jsonl", "--seed", "1",
+                   *workers)
     assert done.returncode == 2, done.stderr
-    assert f"has left its log {tmp / 'seed1' / 'restore.jsonl'}" in done.stderr
-    taken = RunDir(tmp / "seed1").evaluations()
+    assert f"has left its log {tmp / name / 'restore.jsonl'}" in done.stderr
+    taken = RunDir(tmp / name).evaluations()
     assert taken and all(row["restored"] for row in taken)  # nothing was trained
     assert f"while {len(original) - len(taken)} of its {len(original)} results" in done.stderr
-    assert not (tmp / "seed1" / "cells").exists()
-    (tmp / "seed1" / "restore.jsonl").unlink()
-    again = subprocess.run(evolve_cmd(toml, tmp / "seed1.h5", tmp / "seed1", "--resume"),
+    assert not (tmp / name / "cells").exists()
+    (tmp / name / "restore.jsonl").unlink()
+    again = subprocess.run(evolve_cmd(toml, tmp / f"{name}.h5", tmp / name, "--resume"),
                            env=env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert any(not row.get("restored") for row in RunDir(tmp / "seed1").evaluations())
-
-
-#: two trainings side by side, in a local process pool
-TWO_WORKERS = ("--executor", "process", "--workers", "2")
+    assert any(not row.get("restored") for row in RunDir(tmp / name).evaluations())
 
 
 def how_it_ran(run_dir: Path) -> list[tuple]:
-    """Each row's cell, rung, workers and wave: the order a rebuild replays."""
-    return [(row["hash"], row["rung"], row["slots"], row["wave"])
+    """Each row's cell, rung, workers, wave and device: the order a rebuild replays, and where
+    the run that wrote the row trained it."""
+    return [(row["hash"], row["rung"], row["slots"], row["wave"], row["device"])
             for row in RunDir(run_dir).evaluations()]
 
 
@@ -158,7 +163,8 @@ def test_a_two_worker_search_is_rebuilt_in_the_order_its_results_came(reference)
                           env=env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     ran = how_it_ran(tmp / "two")
-    assert {slots for *_, slots, _ in ran} == {2}
+    assert {slots for _, _, slots, _, _ in ran} == {2}
+    assert {device for *_, device in ran} == {"cpu"}
     again = rebuild(tmp, toml, "two-again", tmp / "two" / "evaluations.jsonl", *TWO_WORKERS)
     assert again.returncode == 0, again.stderr
     assert outcome(tmp / "two-again.h5", tmp / "two-again") == outcome(tmp / "two.h5", tmp / "two")
@@ -177,13 +183,38 @@ def test_a_search_resumed_with_a_second_worker_is_rebuilt(reference):
                              env=env(), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     ran = how_it_ran(tmp / "grew")
-    slots = [slots for *_, slots, _ in ran]
+    slots = [slots for _, _, slots, _, _ in ran]
     assert slots == sorted(slots) and slots[0] == 1 and slots[-1] == 2
     again = rebuild(tmp, toml, "grew-again", tmp / "grew" / "evaluations.jsonl")
     assert again.returncode == 0, again.stderr
     assert outcome(tmp / "grew-again.h5", tmp / "grew-again") == \
         outcome(tmp / "grew.h5", tmp / "grew")
     assert how_it_ran(tmp / "grew-again") == ran
+
+
+def test_a_search_moved_with_its_files_and_a_weightless_zoo_ends_like_the_original(
+        reference):
+    """Moving a search to another machine (docs/search.md): its run directory without the
+    branch checkpoints under cells/, and its zoo as a weightless copy, at the same paths;
+    --resume replays nothing and ends where the uninterrupted search did (the jobs in flight
+    train again from scratch)."""
+    tmp, toml, expected = reference
+    zoo, run_dir = tmp / "moved.h5", tmp / "moved"
+    kill_when_logged(evolve_cmd(toml, zoo, run_dir), run_dir / "evaluations.jsonl", 9)
+    assert (run_dir / "cells").is_dir()
+    (tmp / "move").mkdir()
+    done = CliRunner().invoke(main, ["zoo", "import", "--without-weights",
+                                     str(tmp / "move" / zoo.name), str(zoo)])
+    assert done.exit_code == 0, done.output
+    for path in [*tmp.glob(f"{zoo.name}*"), run_dir / "cells"]:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (tmp / "move" / zoo.name).rename(zoo)
+    with Zoo.open(zoo) as light:
+        assert len(light) and not any(run.has_weights for run in light.runs())
+    resumed = subprocess.run(evolve_cmd(toml, zoo, run_dir, "--resume"), env=env(),
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert outcome(zoo, run_dir) == expected
 
 
 def test_restore_refuses_a_run_dir_with_a_search_and_a_search_without_a_ladder(reference):
