@@ -53,6 +53,12 @@ def evolve_cmd(toml: Path, zoo: Path, run_dir: Path, *extra: str) -> list[str]:
             "--zoo", str(zoo), "--config", str(toml), *extra]
 
 
+def run_evolve(toml: Path, zoo: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`cellzoo evolve` on a config file, run to its end in a subprocess (output captured)."""
+    return subprocess.run(evolve_cmd(toml, zoo, run_dir, *extra), env=env(),
+                          capture_output=True, text=True, timeout=600)
+
+
 def kill_when_logged(cmd: list[str], log: Path, lines: int, timeout: float = 300) -> None:
     """Start ``cmd`` and SIGKILL it once ``log`` holds ``lines`` lines (or it ends, or
     ``timeout`` seconds pass)."""

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from helpers import LADDER_TOML as TOML
-from helpers import Page, env, evolve_cmd, kill_when_logged, search_outcome
+from helpers import Page, env, evolve_cmd, kill_when_logged, run_evolve, search_outcome
 
 from cellzoo.cli import main
 from cellzoo.dsl import canonical_text, parse_cell
@@ -86,8 +86,7 @@ def reference(tmp_path_factory):
     toml = tmp / "search.toml"
     toml.write_text(TOML)
     zoo, run_dir = tmp / "ref.h5", tmp / "ref"
-    done = subprocess.run(evolve_cmd(toml, zoo, run_dir, "--json"), env=env(),
-                          capture_output=True, text=True, timeout=600)
+    done = run_evolve(toml, zoo, run_dir, "--json")
     assert done.returncode == 0, done.stderr
     return tmp, toml, json.loads(done.stdout), outcome(zoo, run_dir)
 
@@ -278,8 +277,7 @@ def test_killed_after_a_promotion_result_then_resumed(reference):
     assert job["rung"] == 1 and job["lr"] is not None
     with Zoo.open(zoo, "r") as z:
         assert len(z) == state["counters"]["trained"] + 1
-    resumed = subprocess.run(evolve_cmd(toml, zoo, run_dir, "--resume"), env=env(),
-                             capture_output=True, text=True, timeout=600)
+    resumed = run_evolve(toml, zoo, run_dir, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert outcome(zoo, run_dir) == expected
     # the promotion's log line went with the kill: no rung-1 cost to forecast from yet
@@ -302,8 +300,7 @@ def test_a_failed_promotion_trains_again_on_resume(reference):
         assert "not a readable cellzoo checkpoint" in z.run(failed[0]["run_id"]).error
     (branch,) = (run_dir / "cells" / cell).glob("rung1-*/branch.pt")  # kept for the retry
     branch.unlink()  # the broken file goes: the retry trains rung 2 from scratch
-    resumed = subprocess.run(evolve_cmd(toml, zoo, run_dir, "--resume"), env=env(),
-                             capture_output=True, text=True, timeout=600)
+    resumed = run_evolve(toml, zoo, run_dir, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     log = RunDir(run_dir).evaluations()
     retried = [r for r in log if (r["hash"], r["rung"]) == (cell, 2)]
@@ -311,8 +308,7 @@ def test_a_failed_promotion_trains_again_on_resume(reference):
     assert retried[1]["val_ppl"] == value  # the result of the uninterrupted search
     state = RunDir(run_dir).state()
     assert state["ladder"]["asha"]["results"][2][cell] == value and not state["in_flight"]
-    again = subprocess.run(evolve_cmd(toml, zoo, run_dir, "--resume"), env=env(),
-                           capture_output=True, text=True, timeout=600)
+    again = run_evolve(toml, zoo, run_dir, "--resume")
     assert again.returncode == 0 and len(RunDir(run_dir).evaluations()) == len(log)
 
 
@@ -322,8 +318,7 @@ def test_killed_at_random_moments_twice_then_rerun(reference):
     log = run_dir / "evaluations.jsonl"
     for lines in (2, 5):
         kill_when_logged(evolve_cmd(toml, zoo, run_dir), log, lines)
-    rerun = subprocess.run(evolve_cmd(toml, zoo, run_dir), env=env(), capture_output=True,
-                           text=True, timeout=600)
+    rerun = run_evolve(toml, zoo, run_dir)
     assert rerun.returncode == 0, rerun.stderr
     assert outcome(zoo, run_dir) == expected
 
@@ -467,8 +462,7 @@ def test_a_promotion_the_zoo_already_holds_is_taken_untrained(reference, tmp_pat
     with Zoo.open(zoo, "a") as z:  # as `cellzoo train CELL --preset ... --eval-at B0,B1 --zoo`
         stored = z.add_run(train_cell(top["expr"], configs[-1].replace(
             eval_at=[c.budget_tokens for c in configs[:-1]])))
-    done = subprocess.run(evolve_cmd(toml, zoo, tmp_path / "run", "--json"), env=env(),
-                          capture_output=True, text=True, timeout=600)
+    done = run_evolve(toml, zoo, tmp_path / "run", "--json")
     assert done.returncode == 0, done.stderr
     again = outcome(zoo, tmp_path / "run")
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import LADDER_TOML, env, evolve_cmd, kill_when_logged, search_outcome
+from helpers import LADDER_TOML, evolve_cmd, kill_when_logged, run_evolve, search_outcome
 
 from cellzoo.analysis.cache import AnalysisError
 from cellzoo.analysis.selection import only_task
@@ -52,16 +51,13 @@ def reference(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("restore")
     toml = tmp / "search.toml"
     toml.write_text(TOML)
-    done = subprocess.run(evolve_cmd(toml, tmp / "ref.h5", tmp / "ref"), env=env(),
-                          capture_output=True, text=True, timeout=600)
+    done = run_evolve(toml, tmp / "ref.h5", tmp / "ref")
     assert done.returncode == 0, done.stderr
     return tmp, toml, outcome(tmp / "ref.h5", tmp / "ref")
 
 
 def rebuild(tmp: Path, toml: Path, name: str, log: Path, *extra: str):
-    return subprocess.run(evolve_cmd(toml, tmp / f"{name}.h5", tmp / name, "--restore",
-                                     str(log), *extra),
-                          env=env(), capture_output=True, text=True, timeout=600)
+    return run_evolve(toml, tmp / f"{name}.h5", tmp / name, "--restore", str(log), *extra)
 
 
 def write_log(path: Path, rows: list[dict]) -> Path:
@@ -104,8 +100,7 @@ def test_a_log_cut_short_is_restored_then_the_search_trains_on(reference):
     assert [bool(row.get("restored")) for row in log] == [i < cut for i in range(len(log))]
     assert outcome(tmp / "cut.h5", tmp / "cut") == expected
     assert (tmp / "cut" / "restore.jsonl").read_text() == (tmp / "cut.jsonl").read_text()
-    again = subprocess.run(evolve_cmd(toml, tmp / "cut.h5", tmp / "cut", "--resume"),
-                           env=env(), capture_output=True, text=True, timeout=600)
+    again = run_evolve(toml, tmp / "cut.h5", tmp / "cut", "--resume")
     assert again.returncode == 0, again.stderr
     assert len(RunDir(tmp / "cut").evaluations()) == len(log)
 
@@ -141,8 +136,7 @@ def test_a_search_that_leaves_its_log_stops_before_training(reference, workers):
     assert f"while {len(original) - len(taken)} of its {len(original)} results" in done.stderr
     assert not (tmp / name / "cells").exists()
     (tmp / name / "restore.jsonl").unlink()
-    again = subprocess.run(evolve_cmd(toml, tmp / f"{name}.h5", tmp / name, "--resume"),
-                           env=env(), capture_output=True, text=True, timeout=600)
+    again = run_evolve(toml, tmp / f"{name}.h5", tmp / name, "--resume")
     assert again.returncode == 0, again.stderr
     assert any(not row.get("restored") for row in RunDir(tmp / name).evaluations())
 
@@ -159,8 +153,7 @@ def test_a_two_worker_search_is_rebuilt_in_the_order_its_results_came(reference)
     flight: the rebuild holds each restored job in flight until the log's order completes
     it (taken at once, the later choices would see results the search had not yet had)."""
     tmp, toml, _ = reference
-    done = subprocess.run(evolve_cmd(toml, tmp / "two.h5", tmp / "two", *TWO_WORKERS),
-                          env=env(), capture_output=True, text=True, timeout=600)
+    done = run_evolve(toml, tmp / "two.h5", tmp / "two", *TWO_WORKERS)
     assert done.returncode == 0, done.stderr
     ran = how_it_ran(tmp / "two")
     assert {slots for _, _, slots, _, _ in ran} == {2}
@@ -178,9 +171,7 @@ def test_a_search_resumed_with_a_second_worker_is_rebuilt(reference):
     tmp, toml, _ = reference
     kill_when_logged(evolve_cmd(toml, tmp / "grew.h5", tmp / "grew"),
                      tmp / "grew" / "evaluations.jsonl", 7)
-    resumed = subprocess.run(evolve_cmd(toml, tmp / "grew.h5", tmp / "grew", "--resume",
-                                        *TWO_WORKERS),
-                             env=env(), capture_output=True, text=True, timeout=600)
+    resumed = run_evolve(toml, tmp / "grew.h5", tmp / "grew", "--resume", *TWO_WORKERS)
     assert resumed.returncode == 0, resumed.stderr
     ran = how_it_ran(tmp / "grew")
     slots = [slots for _, _, slots, _, _ in ran]
@@ -211,8 +202,7 @@ def test_a_search_moved_with_its_files_and_a_weightless_zoo_ends_like_the_origin
     (tmp / "move" / zoo.name).rename(zoo)
     with Zoo.open(zoo) as light:
         assert len(light) and not any(run.has_weights for run in light.runs())
-    resumed = subprocess.run(evolve_cmd(toml, zoo, run_dir, "--resume"), env=env(),
-                             capture_output=True, text=True, timeout=600)
+    resumed = run_evolve(toml, zoo, run_dir, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert outcome(zoo, run_dir) == expected
 

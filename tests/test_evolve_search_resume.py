@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import env, evolve_cmd, kill_when_logged, search_outcome
+from helpers import env, evolve_cmd, kill_when_logged, run_evolve, search_outcome
 
 from cellzoo.cli import main
 from cellzoo.zoo import Zoo
@@ -62,8 +62,7 @@ def setup(tmp_path_factory):
     toml = tmp / "search.toml"
     toml.write_text(TOML)
     ref_zoo, ref_dir = tmp / "ref.h5", tmp / "ref"
-    done = subprocess.run(evolve_cmd(toml, ref_zoo, ref_dir, "--json"), env=env(),
-                          capture_output=True, text=True, timeout=600)
+    done = run_evolve(toml, ref_zoo, ref_dir, "--json")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["evaluations"] == 8
@@ -80,8 +79,7 @@ def test_killed_between_zoo_write_and_checkpoint_then_resumed(setup):
         assert len(z) == 5  # the fifth run is in the zoo; the checkpoint has it in flight
     state = json.loads((run_dir / "checkpoint.json").read_text())
     assert state["counters"]["trained"] == 4 and len(state["in_flight"]) == 1
-    resumed = subprocess.run(evolve_cmd(toml, zoo, run_dir, "--resume"), env=env(),
-                             capture_output=True, text=True, timeout=600)
+    resumed = run_evolve(toml, zoo, run_dir, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert outcome(zoo, run_dir) == expected
 
@@ -92,8 +90,7 @@ def test_killed_at_a_random_moment_twice_then_rerun(setup):
     log = run_dir / "evaluations.jsonl"
     for lines in (2, 6):
         kill_when_logged(evolve_cmd(toml, zoo, run_dir), log, lines)
-    rerun = subprocess.run(evolve_cmd(toml, zoo, run_dir), env=env(), capture_output=True,
-                           text=True, timeout=600)  # the same command again continues
+    rerun = run_evolve(toml, zoo, run_dir)  # the same command again continues
     assert rerun.returncode == 0, rerun.stderr
     assert outcome(zoo, run_dir) == expected
 
