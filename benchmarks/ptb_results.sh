@@ -120,7 +120,7 @@ EOF
     cellzoo zoo import --without-weights "$tmp/zoo.h5" "$runs/ptb-$2.h5"
     tar -czf "$file" --exclude=cells -C "$dir" . -C "$tmp" zoo.h5
     rm -rf "$tmp"
-    echo "$file: $(du -h "$file" | cut -f1), the search's files and $(cellzoo zoo stats "$runs/ptb-$2.h5" --json | python -c "import json,sys; print(json.load(sys.stdin)['runs'])") runs" ;;
+    echo "$file: $(du -h "$file" | cut -f1), the search's files and its zoo's runs" ;;
   unpack)  # the arm here must be stopped; its branch checkpoints stay (a job continues its own)
     dir="$runs/ptb-${2:?ladder|ladder-random}"; file=${3:?tarball from pack}
     tmp=$(mktemp -d)

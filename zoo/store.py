@@ -201,17 +201,17 @@ class Zoo:
                 if run.run_id not in self._runs:
                     by_file.setdefault(other._source[run.run_id], []).append(run.to_dict())
             skipped = len(other) - sum(len(rows) for rows in by_file.values())
-        if not weights:  # this zoo's own journal keeps its weights
-            self._rewrite(self._pending_rows())
-        self._rewrite(self._pending_rows() + list(by_file.items()), weights)
+        self._rewrite(self._pending_rows() + list(by_file.items()),
+                      without_weights=frozenset() if weights else frozenset(by_file))
         for rows in by_file.values():
             for row in rows:
                 self._register(row, self.path)
         return sum(len(rows) for rows in by_file.values()), skipped
 
-    def _rewrite(self, additions: list[tuple[Path, list[dict]]], weights: bool = True) -> None:
-        """Copy the main file aside, add runs from other files (their weights too, unless
-        not ``weights``), publish it, drop the journal."""
+    def _rewrite(self, additions: list[tuple[Path, list[dict]]],
+                 without_weights: frozenset[Path] = frozenset()) -> None:
+        """Copy the main file aside, add runs from other files (without their weights from
+        the files in ``without_weights``), publish it, drop the journal."""
         if not additions:
             return
         tmp = self._tmp_path()
@@ -221,7 +221,7 @@ class Zoo:
             for source, source_rows in additions:
                 with h5file.open_file(source) as src:
                     for row in source_rows:
-                        h5file.copy_run(src, dst, row, weights)
+                        h5file.copy_run(src, dst, row, source not in without_weights)
                         rows.append(row)
             h5file.append_rows(dst, rows)
         publish(tmp, self.path)
