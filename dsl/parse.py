@@ -62,75 +62,87 @@ def parse_located(text: str) -> tuple[Node, dict[int, int]]:
         raise DSLError(f"expression is {len(text):,} characters long; the limit is {MAX_TEXT:,}")
     if not text.strip():
         raise DSLError("empty expression", 1)
-    columns: dict[int, int] = {}
-    stack: list[_Open] = []
-    result: Node | None = None
-    expect = "term"  # what may come next: "term", "(", or "sep" (',' or ')')
-    pending: tuple[str, int] | None = None  # an operator name waiting for '('
+    parser = _Parser()
     for kind, value, col in _tokens(text):
-        if result is not None:
+        if parser.result is not None:
             raise DSLError(f"unexpected {shown(value)} after the end of the expression", col)
         if kind == "bad":
             raise DSLError(f"unexpected character {shown(value)}", col)
-        if expect == "(":
-            if kind != "(":
-                raise DSLError(f"{pending[0]} must be followed by '('", col)
-            if len(stack) >= MAX_NESTING:
-                raise DSLError(f"nesting deeper than {MAX_NESTING} levels", col)
-            stack.append(_Open(*pending))
-            expect, pending = "term", None
-            continue
-        if expect == "term":
-            if kind == ")" and stack and not stack[-1].children:
-                op = stack[-1]
-                raise DSLError(f"{op.name} takes {_arity_text(op.name)}, got 0", op.column)
-            if kind != "name":
-                raise DSLError(f"expected an operator or a source, got {shown(value)}", col)
-            if value in SOURCES:
-                result = _attach(stack, Node(value), col, columns)
-                expect = "sep"
-            elif value in OPS:
-                pending, expect = (value, col), "("
-            else:
-                raise DSLError(f"unknown operator or source {shown(value)}{_suggest(value)}", col)
-            continue
-        # expect == "sep"
-        if not stack:
+        parser.step[parser.expect](kind, value, col)
+    return parser.finish(len(text)), parser.columns
+
+
+class _Parser:
+    """The parser's state between tokens; ``expect`` names what may come next."""
+
+    def __init__(self) -> None:
+        self.columns: dict[int, int] = {}
+        self.stack: list[_Open] = []
+        self.result: Node | None = None
+        self.expect = "term"  # "term", "(", or "sep" (',' or ')')
+        self.pending: tuple[str, int] | None = None  # an operator name waiting for '('
+        self.step = {"term": self._term, "(": self._open, "sep": self._sep}
+
+    def _open(self, kind: str, value: str, col: int) -> None:
+        if kind != "(":
+            raise DSLError(f"{self.pending[0]} must be followed by '('", col)
+        if len(self.stack) >= MAX_NESTING:
+            raise DSLError(f"nesting deeper than {MAX_NESTING} levels", col)
+        self.stack.append(_Open(*self.pending))
+        self.expect, self.pending = "term", None
+
+    def _term(self, kind: str, value: str, col: int) -> None:
+        if kind == ")" and self.stack and not self.stack[-1].children:
+            op = self.stack[-1]
+            raise DSLError(f"{op.name} takes {_arity_text(op.name)}, got 0", op.column)
+        if kind != "name":
+            raise DSLError(f"expected an operator or a source, got {shown(value)}", col)
+        if value in SOURCES:
+            self._attach(Node(value), col)
+            self.expect = "sep"
+        elif value in OPS:
+            self.pending, self.expect = (value, col), "("
+        else:
+            raise DSLError(f"unknown operator or source {shown(value)}{_suggest(value)}", col)
+
+    def _sep(self, kind: str, value: str, col: int) -> None:
+        if not self.stack:
             raise DSLError(f"unexpected {shown(value)} after the end of the expression", col)
-        op = stack[-1]
+        op = self.stack[-1]
         if kind == ",":  # too many arguments are counted and reported at ')'
-            expect = "term"
+            self.expect = "term"
         elif kind == ")":
             if len(op.children) != OPS[op.name].arity:
                 raise DSLError(
                     f"{op.name} takes {_arity_text(op.name)}, got {len(op.children)}", op.column
                 )
-            stack.pop()
+            self.stack.pop()
             node = Node(op.name, tuple(op.children))
             _check_widths(op, node)
-            result = _attach(stack, node, op.column, columns)
+            self._attach(node, op.column)
         else:
             raise DSLError(f"expected ',' or ')', got {shown(value)}", col)
-    if stack or result is None:
-        where = stack[-1] if stack else None
-        if pending is not None:
-            raise DSLError(f"{pending[0]} must be followed by '('", pending[1])
-        raise DSLError(
-            f"unbalanced parentheses: {where.name}( opened here is never closed"
-            if where
-            else "incomplete expression",
-            where.column if where else len(text),
-        )
-    return result, columns
 
+    def _attach(self, node: Node, col: int) -> None:
+        """Give ``node`` to the innermost open operator, or make it the result."""
+        self.columns[id(node)] = col
+        if not self.stack:
+            self.result = node
+            return
+        self.stack[-1].children.append(node)
+        self.stack[-1].columns.append(col)
 
-def _attach(stack: list[_Open], node: Node, col: int, columns: dict[int, int]) -> Node | None:
-    columns[id(node)] = col
-    if not stack:
-        return node
-    stack[-1].children.append(node)
-    stack[-1].columns.append(col)
-    return None
+    def finish(self, end: int) -> Node:
+        if self.result is not None and not self.stack:
+            return self.result
+        if self.pending is not None:
+            raise DSLError(f"{self.pending[0]} must be followed by '('", self.pending[1])
+        if self.stack:
+            where = self.stack[-1]
+            raise DSLError(
+                f"unbalanced parentheses: {where.name}( opened here is never closed", where.column
+            )
+        raise DSLError("incomplete expression", end)
 
 
 def _check_widths(op: _Open, node: Node) -> None:
