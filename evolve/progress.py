@@ -123,8 +123,8 @@ def progress_summary(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Per run of ``frame`` (`progress_frame`): its rung-0 ``cells``, ``trainings`` and
     training ``hours`` (the logged seconds), and per rung the same counts, the trainings
     that did not run ok, and the ``best`` result there (cell, origin, probed rate, val and
-    test perplexity; None where no training at the rung ran ok). Plain JSON values: a
-    number the log lacks is None."""
+    test perplexity; None where no training at the rung ran ok), and the ``finalists``
+    (`_finalists`). Plain JSON values: a number the log lacks is None."""
     runs = []
     for run, part in frame.groupby("run", sort=False):
         rungs = []
@@ -138,8 +138,25 @@ def progress_summary(frame: pd.DataFrame) -> list[dict[str, Any]]:
                               key: _plain(best[key]) for key in BEST_KEYS}})
         runs.append({"run": run, "arm": part["arm"].iloc[0], "cells": int(part["cells"].max()),
                      "trainings": len(part), "hours": float(part["seconds"].sum()) / 3600,
-                     "rungs": rungs})
+                     "rungs": rungs, "finalists": _finalists(part)})
     return runs
+
+
+def _finalists(part: pd.DataFrame) -> list[dict[str, Any]]:
+    """A ladder search's cells trained at the highest rung it reached, best first (not ok
+    last): each with its result there (val and test perplexity, seconds, status) and
+    ``val_by_rung``, its best val_ppl at every rung (None where it has none). Empty for a
+    proxy search, whose only rung holds every cell."""
+    top = part["rung"].max()
+    if top == 0:
+        return []
+    by_rung = part.groupby(["hash", "rung"])["val_ppl"].min()
+    rows = part[part["rung"] == top].sort_values("val_ppl", na_position="last")
+    return [{**{key: _plain(row[key]) for key in ("hash", "expr", "origin", "lr", "val_ppl",
+                                                  "test_ppl", "seconds", "status")},
+             "val_by_rung": [_plain(by_rung.get((row["hash"], r), np.nan))
+                             for r in range(top + 1)]}
+            for _, row in rows.iterrows()]
 
 
 def _plain(value: Any) -> Any:

@@ -195,6 +195,12 @@ def test_a_kept_log_plots_and_sums_up_like_its_run_dir(reference, tmp_path):
         assert rung["trainings"] == len(at)
         assert (rung["best"]["hash"], rung["best"]["val_ppl"]) == (best["hash"], best["val_ppl"])
         assert rung["best"]["test_ppl"] == best["test_ppl"] > 1  # ok runs log their test
+    top = frame[frame["rung"] == frame["rung"].max()]
+    assert [f["hash"] for f in run["finalists"]] == list(top.sort_values("val_ppl")["hash"])
+    for finalist in run["finalists"]:  # each finalist's path up the ladder, rung by rung
+        mine = frame[frame["hash"] == finalist["hash"]].groupby("rung")["val_ppl"].min()
+        assert finalist["val_by_rung"] == [mine.get(r) for r in range(frame["rung"].max() + 1)]
+        assert finalist["val_by_rung"][-1] == finalist["val_ppl"]
     (tmp_path / "notes.jsonl").write_text('{"a": 1}\n')
     bad = CliRunner().invoke(main, ["plot", "progress", str(tmp_path / "notes.jsonl"),
                                     "--out", str(tmp_path / "q.png")])
