@@ -13,6 +13,11 @@ with none yet costs the rung below's cost times ``eta``: a promotion continues t
 below's branch checkpoint and trains the tokens in between, which grow by ``eta`` from
 rung to rung. Rung 1 is never extrapolated from rung 0, whose trainings include the probe's rates:
 before the first promotion there is no forecast above rung 0.
+
+The pace is the device's that trains the search now: the costs per training come from the
+trainings on the device of its latest one (``device`` in the log; rows that do not say are
+one group of their own), so a search moved to a GPU machine and back is forecast at the
+pace of the machine it is on, not at a mean over both.
 """
 
 from __future__ import annotations
@@ -32,12 +37,14 @@ def ladder_forecast(frame: pd.DataFrame, evaluations: int, eta: int,
     is unknown); the module doc says how each is reckoned."""
     rows, each = [], math.nan
     cells = int((frame["rung"] == 0).sum())
+    pace = on_latest_device(frame)
     for rung in range(rungs):
         done = frame[frame["rung"] == rung]
         hours = float(done["seconds"].sum()) / 3600
         counted = done[done["status"] != "failed"]  # a failure is retried, its cost says nothing
-        if len(counted):
-            each = float(counted["seconds"].sum()) / 3600 / len(counted)
+        timed = pace[(pace["rung"] == rung) & (pace["status"] != "failed")]
+        if len(timed):
+            each = float(timed["seconds"].sum()) / 3600 / len(timed)
         elif rung > 1:
             each *= eta
         else:
@@ -48,6 +55,16 @@ def ladder_forecast(frame: pd.DataFrame, evaluations: int, eta: int,
         left = max(expected - len(counted), 0)
         rows.append([rung, len(done), expected, hours, each, left * each if left else 0.0])
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def on_latest_device(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows trained on the device of the latest row (all rows of a frame without a
+    ``device`` column; rows that do not name theirs count as one device)."""
+    if "device" not in frame or frame.empty:
+        return frame
+    device = frame["device"]
+    latest = device.iloc[-1]
+    return frame[device.isna() if pd.isna(latest) else device == latest]
 
 
 def hours_left(forecast: pd.DataFrame) -> float:

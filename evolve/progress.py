@@ -34,7 +34,7 @@ from cellzoo.evolve.rundir import EVALUATIONS_LOG, RunDir
 OUTLIER = 10
 
 COLUMNS = ["run", "arm", "n", "cells", "rung", "val_ppl", "status", "origin", "best_so_far",
-           "lr", "seconds", "test_ppl", "run_id", "hash", "expr"]
+           "lr", "seconds", "test_ppl", "device", "run_id", "hash", "expr"]
 #: columns `progress_frame` computes (the others are the evaluations log's)
 DERIVED = ("run", "arm", "n", "cells", "best_so_far")
 
@@ -49,7 +49,8 @@ def progress_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     (0 for a proxy search), its val_ppl (nan unless ok), status, origin, the run's
     ``best_so_far`` val_ppl at that rung (nan before its first ok result there), and from
     the log: the cell's probed ``lr`` (ladder searches), ``seconds``, ``test_ppl`` (nan
-    where the log has none), ``run_id``, hash, expr. ``run_dirs``: run directories or
+    where the log has none), the ``device`` that trained it (None where the log does not
+    say), ``run_id``, hash, expr. ``run_dirs``: run directories or
     evaluations logs."""
     frames = []
     for label, run_dir in zip(_labels(run_dirs), run_dirs, strict=True):

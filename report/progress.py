@@ -90,7 +90,7 @@ def _ladder_progress_table(frame: pd.DataFrame, tokens: dict[str, list[int]],
     best at the rung, the rung-0 cells trained when it was first reached, and those needed
     to reach random search's best at the same rung; and the forecast (`ladder_forecast`,
     from a run's ``plans`` entry: its rung-0 cells and eta) of the trainings at the end
-    and the CPU hours to go."""
+    and the training hours to go."""
     targets = random_bests(frame)
     rows = []
     for run, part in frame.groupby("run", sort=False):
@@ -106,7 +106,7 @@ def _ladder_progress_table(frame: pd.DataFrame, tokens: dict[str, list[int]],
     header = ["run", "kind", "rung", "trainings (rung 0: new cells)", "diverged/failed",
               "CPU hours", "best val ppl", "reached at (rung-0 cells)",
               "random's best at the rung", "rung-0 cells to reach random's best",
-              "trainings at the end (forecast)", "CPU hours to go (forecast)"]
+              "trainings at the end (forecast)", "training hours to go (forecast)"]
     return h.table(header, rows, numeric=(3, 4, 5, 6, 7, 8, 9, 10, 11),
                    table_id="progress-table", wide=True)
 

@@ -63,3 +63,18 @@ def test_a_search_that_promotes_faster_than_asha_s_count_is_expected_to_go_on_so
     forecast = ladder_forecast(runs, evaluations=60, eta=3, rungs=3)
     assert forecast["expected"].tolist() == [60, 24, 12]
     assert forecast["hours_left"].tolist() == pytest.approx([40 / 60, 16 / 6, 8 / 2])
+
+
+def test_the_pace_is_the_device_s_that_trains_the_search_now():
+    """A search moved to a GPU machine and back: its costs come from the trainings on the
+    device of its latest one; rows that do not name their device are one group."""
+    runs = frame({0: [360.0] * 9, 1: [1800.0] * 3})
+    runs["device"] = None
+    gpu = frame({0: [36.0] * 3, 1: [180.0]}).assign(device="cuda")
+    moved = pd.concat([runs, gpu], ignore_index=True)
+    on_gpu = ladder_forecast(moved, evaluations=18, eta=3, rungs=3)
+    assert on_gpu["trained"].tolist() == [12, 4, 0]  # every device's trainings count
+    assert on_gpu["hours_each"].tolist() == pytest.approx([0.01, 0.05, 0.15])
+    back = pd.concat([moved, runs.iloc[:1]], ignore_index=True)  # a row from before the field
+    on_cpu = ladder_forecast(back, evaluations=18, eta=3, rungs=3)
+    assert on_cpu["hours_each"].tolist() == pytest.approx([0.1, 0.5, 1.5])

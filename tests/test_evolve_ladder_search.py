@@ -22,6 +22,7 @@ from helpers import LADDER_TOML as TOML
 from helpers import Page, env, evolve_cmd, kill_when_logged, run_evolve, search_outcome
 
 from cellzoo.cli import main
+from cellzoo.common.io import read_jsonl
 from cellzoo.dsl import canonical_text, parse_cell
 from cellzoo.dsl.library import LIBRARY
 from cellzoo.evolve.config import ConfigError, SearchConfig, for_resume, load_toml, resolve
@@ -111,7 +112,7 @@ def test_the_ladder_search_promotes_and_ranks_within_rungs(reference):
     with Zoo.open(tmp / "ref.h5", "r") as zoo:  # the probed rate is in the stored config
         assert [run.config["lr"] for run in zoo.runs()] == [row["lr"] for row in log]
         # a rung-0 row's seconds are its whole probe's; the zoo run's, the chosen rate's run
-        rows = [json.loads(line) for line in (tmp / "ref" / "evaluations.jsonl").open()]
+        rows = read_jsonl(tmp / "ref" / "evaluations.jsonl")
         probed = [(row["seconds"], zoo.run(row["run_id"]).seconds) for row in rows
                   if row["rung"] == 0]
         assert all(whole >= run for whole, run in probed)
