@@ -9,6 +9,10 @@
 #   benchmarks/ptb_results.sh full CELL RATE [SEED]        # zaremba-small at the LSTM's params
 #        # at RATE (a cell's probed rate: its rung-0 `lr` in a ladder search's evaluations.jsonl),
 #        # validating at every prefix rung's budget too, into $ZOO_FULL
+#   benchmarks/ptb_results.sh ladder-winner                # the evolution arm's searched finalist
+#        # with the best top-rung validation perplexity: hash, rate, valid, test, cell, into
+#        # $OUT/ladder-winner.tsv; its second seed is then
+#        # benchmarks/ptb_results.sh full "$(cut -f5 results/ladder-winner.tsv)" "$(cut -f2 results/ladder-winner.tsv)" 1
 #   benchmarks/ptb_results.sh fidelity [--cell EXPR ...]   # the fidelity table from those runs
 #   benchmarks/ptb_results.sh wikitext CELL RATE [SEED]    # the same recipe on WikiText-2, into
 #        # $ZOO_WT2 (about 10 hours of one loaded CPU core; the rate is the cell's PTB probe's)
@@ -134,6 +138,20 @@ EOF
   full)  # several can run side by side into one zoo (the lock is taken only to store)
     full_run zs ptb "$zoo_full" "${2:?which cell}" "${3:?its probed rate}" "${4:-0}" \
       --eval-at "$rungs" ;;
+  ladder-winner)  # chosen by validation perplexity, as the search chooses; test plays no part
+    log=$runs/ptb-ladder/evaluations.jsonl
+    [ -f "$log" ] || log=docs/data/ptb-ladder-evaluations.jsonl
+    cellzoo plot progress "$log" --out "$out/ladder-progress.png" --json | python -c '
+import json, sys
+(run,) = json.load(sys.stdin)["runs"]
+searched = [f for f in run["finalists"] if f["status"] == "ok" and f["origin"] != "library"]
+if not searched:
+    sys.exit("no searched cell has finished the top rung yet")
+w = min(searched, key=lambda f: f["val_ppl"])
+print(w["hash"], format(w["lr"], "g"), format(w["val_ppl"], ".2f"),
+      format(w["test_ppl"], ".2f"), w["expr"], sep="\t")
+' > "$out/ladder-winner.tsv"
+    cat "$out/ladder-winner.tsv" ;;
   wikitext)
     full_run wt2 wikitext-2 "$zoo_wt2" "${2:?which cell}" "${3:?its probed rate}" "${4:-0}" ;;
   fidelity)  # reads the searches' zoos (the random arm's when it has one) and the full runs
