@@ -110,40 +110,14 @@ def eval_nbnlp(runs: list[NBRun], train_size: int = 1000, test_size: int = 2000,
         raise ValueError(f"train size {train_size} + test size {test_size} exceed the "
                          f"{len(runs)} architectures available")
     config = config or RankerConfig()
-    data, log_test = nbnlp_examples(runs)
-    keys = np.array([recipe_key(r.recipe) for r in runs])
-    wt2 = _wt2(wt2_runs)
+    bench = _Bench(runs, wt2_runs, curve_epochs)
+    models = ["ranker", *(BASELINES if baseline else ())]
     per_seed = []
     for seed in range(seeds):
-        order = np.random.default_rng(seed).permutation(len(runs))
-        train, test = order[:train_size], order[train_size: train_size + test_size]
-        trained, tested = data.take(train), data.take(test)
-        seen = set(keys[train])
-        twin = np.array([k in seen for k in keys[test]])
-        wt2_split = None if wt2 is None else (*wt2[:2], np.array([k in seen for k in wt2[2]]))
-        judge = _Judge(log_test[test], tested.diverged, twin, wt2_split)
-        row = {"seed": seed, "test_finished": int(np.isfinite(log_test[test]).sum()),
-               "test_twins": int(twin.sum())}
-        if wt2_split is not None:
-            row["wt2_finished"] = int(np.isfinite(wt2[1]).sum())
-            row["wt2_twins"] = int((wt2_split[2] & np.isfinite(wt2[1])).sum())
-        start = time.perf_counter()
-        curves = [curve_examples([runs[i] for i in train], curve_epochs)] if curve_epochs else []
-        ranker = Ranker(RankerConfig(**{**config.to_dict(), "seed": seed}))
-        ranker.fit(join([trained, *curves]))
-        ranker.adopt(TARGETS["ptb"])
-        row["ranker"] = {**judge(ranker.predict, tested.packed),
-                         "seconds": time.perf_counter() - start, "epochs": len(ranker.history)}
-        for name, edges in BASELINES.items() if baseline else ():
-            start = time.perf_counter()
-            rf = CountBaseline(seed=seed, edges=edges).fit(trained.packed, trained.log_ppl,
-                                                           trained.diverged)
-            row[name] = {**judge(rf.predict, tested.packed),
-                         "seconds": time.perf_counter() - start}
+        row = bench.seed_row(seed, train_size, test_size, config, models)
         per_seed.append(row)
         if progress:
             progress(_line(row))
-    models = ["ranker", *(BASELINES if baseline else ())]
     metrics = [m for m in METRICS if m in per_seed[0]["ranker"]]
     return {
         "train_size": train_size, "test_size": test_size, "seeds": seeds,
@@ -151,6 +125,57 @@ def eval_nbnlp(runs: list[NBRun], train_size: int = 1000, test_size: int = 2000,
         "mean": {m: {k: _mean([r[m][k] for r in per_seed]) for k in metrics} for m in models},
         "per_seed": per_seed,
     }
+
+
+class _Bench:
+    """The architectures (and WikiText-2 runs) every seed's split is drawn from."""
+
+    def __init__(self, runs: list[NBRun], wt2_runs: list[NBRun] | None,
+                 curve_epochs: Sequence[int]):
+        self.runs, self.curve_epochs = runs, curve_epochs
+        self.data, self.log_test = nbnlp_examples(runs)
+        self.keys = np.array([recipe_key(r.recipe) for r in runs])
+        self.wt2 = _wt2(wt2_runs)
+
+    def seed_row(self, seed: int, train_size: int, test_size: int, config: RankerConfig,
+                 models: list[str]) -> dict:
+        """One seed's split, and every model's metrics on it (with its seconds)."""
+        order = np.random.default_rng(seed).permutation(len(self.runs))
+        train, test = order[:train_size], order[train_size: train_size + test_size]
+        trained, tested = self.data.take(train), self.data.take(test)
+        seen = set(self.keys[train])
+        twin = np.array([k in seen for k in self.keys[test]])
+        wt2 = self.wt2
+        if wt2 is not None:
+            wt2 = (*wt2[:2], np.array([k in seen for k in wt2[2]]))
+        judge = _Judge(self.log_test[test], tested.diverged, twin, wt2)
+        row = {"seed": seed, "test_finished": int(np.isfinite(self.log_test[test]).sum()),
+               "test_twins": int(twin.sum())}
+        if wt2 is not None:
+            row["wt2_finished"] = int(np.isfinite(wt2[1]).sum())
+            row["wt2_twins"] = int((wt2[2] & np.isfinite(wt2[1])).sum())
+        for name in models:
+            start = time.perf_counter()
+            model = self._fit(name, seed, train, trained, config)
+            row[name] = {**judge(model.predict, tested.packed),
+                         "seconds": time.perf_counter() - start}
+            if name == "ranker":
+                row[name]["epochs"] = len(model.history)
+        return row
+
+    def _fit(self, name: str, seed: int, train: np.ndarray, trained: Examples,
+             config: RankerConfig):
+        """The ranker (on the final results, and the learning curves when asked) or a forest
+        baseline, fitted on one split's training runs."""
+        if name != "ranker":
+            return CountBaseline(seed=seed, edges=BASELINES[name]).fit(
+                trained.packed, trained.log_ppl, trained.diverged)
+        curves = ([curve_examples([self.runs[i] for i in train], self.curve_epochs)]
+                  if self.curve_epochs else [])
+        ranker = Ranker(RankerConfig(**{**config.to_dict(), "seed": seed}))
+        ranker.fit(join([trained, *curves]))
+        ranker.adopt(TARGETS["ptb"])
+        return ranker
 
 
 def _wt2(runs: list[NBRun] | None) -> tuple[Packed, np.ndarray, np.ndarray] | None:
