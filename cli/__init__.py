@@ -46,6 +46,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # `cellzoo plot KIND`: each plot's command lives beside the data it draws
 PLOTS: dict[str, tuple[str, str]] = {
+    "finalists": ("cellzoo.cli.evolve:plot_finalists", "A ladder search's finalists, ranked "
+                  "among themselves at every rung."),
     "progress": ("cellzoo.cli.evolve:plot_progress", "Validation perplexity of every trained "
                  "candidate and the best so far."),
     "ranker": ("cellzoo.cli.rank:plot_ranker", "Ranker predicted vs true during a search, and "

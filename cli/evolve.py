@@ -319,19 +319,9 @@ def plot_progress(run_dirs: tuple[str, ...], out: str, title: str | None,
     """Validation perplexity of every trained candidate and the best so far, per search
     (mean and band over several runs of one kind). A search is its RUN_DIR, or its
     evaluations LOG alone (a log kept after its run directory was lost)."""
-    from cellzoo.evolve.progress import (
-        ProgressDataError,
-        draw_progress,
-        progress_frame,
-        progress_summary,
-    )
+    from cellzoo.evolve.progress import draw_progress, progress_summary
 
-    try:
-        frame = progress_frame(run_dirs)
-    except ProgressDataError as err:
-        raise UserError(str(err)) from None
-    if frame.empty:
-        raise UserError("the run directories hold no trained candidate yet")
+    frame = _frame(run_dirs)
     if csv_out:
         frame.to_csv(csv_out, index=False)
     path = draw_progress(frame, out, title)
@@ -342,6 +332,49 @@ def plot_progress(run_dirs: tuple[str, ...], out: str, title: str | None,
     runs = frame["run"].nunique()
     click.echo(f"wrote {path} ({len(frame)} trainings from {runs} run{'s' * (runs != 1)}"
                + "".join(_best_per_rung(frame)) + ")")
+
+
+@click.command("finalists")
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR|LOG...",
+                type=click.Path(exists=True))
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG file to write.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print each run's finalists and per-rung Kendall tau as JSON.")
+def plot_finalists(run_dirs: tuple[str, ...], out: str, as_json: bool) -> None:
+    """The cells each ladder search trained at its highest rung, ranked among themselves at
+    every rung on the way (a bump chart: where lines cross, a rung ranked them otherwise
+    than the top did). A search is its RUN_DIR or its evaluations LOG."""
+    from cellzoo.evolve.finalists import draw_finalists, rung_taus
+    from cellzoo.evolve.progress import progress_summary
+
+    runs = progress_summary(_frame(run_dirs))
+    try:
+        path = draw_finalists(runs, out)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    summary = [{"run": run["run"], "finalists": run["finalists"], "tau": rung_taus(run)}
+               for run in runs]
+    if as_json:
+        click.echo(json.dumps({"out": str(path), "runs": summary}, allow_nan=False))
+        return
+    for run in summary:
+        taus = ", ".join("-" if t is None else f"{t:.2f}" for t in run["tau"])
+        click.echo(f"{run['run']}: {len(run['finalists'])} finalists; Kendall tau of each "
+                   f"rung against the top rung's test perplexity: {taus}")
+    click.echo(f"wrote {path}")
+
+
+def _frame(run_dirs: tuple[str, ...]):
+    """`progress_frame` of the searches, or a user error saying why there is none."""
+    from cellzoo.evolve.progress import ProgressDataError, progress_frame
+
+    try:
+        frame = progress_frame(run_dirs)
+    except ProgressDataError as err:
+        raise UserError(str(err)) from None
+    if frame.empty:
+        raise UserError("the run directories hold no trained candidate yet")
+    return frame
 
 
 def _best_per_rung(frame) -> list[str]:

@@ -27,6 +27,7 @@ from cellzoo.dsl import canonical_text, parse_cell
 from cellzoo.dsl.library import LIBRARY
 from cellzoo.evolve.config import ConfigError, SearchConfig, for_resume, load_toml, resolve
 from cellzoo.evolve.executors import ProcessExecutor
+from cellzoo.evolve.finalists import finalist_ranks
 from cellzoo.evolve.jobs import run_job
 from cellzoo.evolve.population import Member, MuPlusLambda
 from cellzoo.evolve.progress import best_curves, progress_frame
@@ -206,6 +207,45 @@ def test_a_kept_log_plots_and_sums_up_like_its_run_dir(reference, tmp_path):
     bad = CliRunner().invoke(main, ["plot", "progress", str(tmp_path / "notes.jsonl"),
                                     "--out", str(tmp_path / "q.png")])
     assert bad.exit_code == 2 and "is not a search's evaluations log" in bad.output
+
+
+def test_the_finalists_chart_ranks_the_top_rungs_cells_at_every_rung(reference, tmp_path):
+    """`plot finalists`: the cells trained at the highest rung, ranked among themselves per
+    rung, and Kendall tau of each rung against the top rung's test perplexity."""
+    tmp, _, _, _ = reference
+    frame = progress_frame([tmp / "ref"])
+    done = CliRunner().invoke(main, ["plot", "finalists", str(tmp / "ref"), "--out",
+                                     str(tmp_path / "f.png"), "--json"])
+    assert done.exit_code == 0, done.output
+    (run,) = json.loads(done.output)["runs"]
+    assert (tmp_path / "f.png").stat().st_size > 0
+    top = frame[frame["rung"] == frame["rung"].max()]
+    assert [f["hash"] for f in run["finalists"]] == list(top["hash"])
+    assert run["tau"] == [None] * (frame["rung"].max() + 1)  # too few finalists for a tau
+    # a kept log with three finalists: A leads rung 0, B rungs 1 and 2 (and the test)
+    rows = [(h, rung, val, test) for h, path, test in
+            (("A", (400, 260, 120), 115), ("B", (420, 250, 118), 112),
+             ("C", (450, 270, 125), 119), ("D", (500,), None))
+            for rung, val in enumerate(path)]
+    log = tmp_path / "arm-evaluations.jsonl"
+    log.write_text("".join(json.dumps({"hash": h, "expr": "x", "status": "ok", "rung": r,
+                                       "val_ppl": v, "test_ppl": t if r == 2 else None,
+                                       "origin": "mutation"}) + "\n"
+                           for h, r, v, t in rows))
+    done = CliRunner().invoke(main, ["plot", "finalists", str(log), "--out",
+                                     str(tmp_path / "g.png"), "--json"])
+    assert done.exit_code == 0, done.output
+    (run,) = json.loads(done.output)["runs"]
+    assert [f["hash"] for f in run["finalists"]] == ["B", "A", "C"]
+    assert run["tau"] == pytest.approx([1 / 3, 1.0, 1.0])  # A-B discordant at rung 0 only
+    ranks = finalist_ranks([run]).pivot(index="name", columns="rung", values="rank")
+    assert ranks.to_dict("list") == {0: [1, 2, 3], 1: [2, 1, 3], 2: [2, 1, 3]}
+    proxy = tmp_path / "proxy-evaluations.jsonl"  # one rung: no finalists
+    proxy.write_text("".join(json.dumps({"status": "ok", "val_ppl": v, "hash": h}) + "\n"
+                             for h, v in (("a", 300.0), ("b", 200.0))))
+    bad = CliRunner().invoke(main, ["plot", "finalists", str(proxy), "--out",
+                                    str(tmp_path / "h.png")])
+    assert bad.exit_code == 2 and "no search has a finalist yet" in bad.output
 
 
 def test_the_report_reads_a_ladder_run(reference, tmp_path):
