@@ -10,6 +10,7 @@ import click
 
 from cellzoo.cli.types import IntList
 from cellzoo.common.errors import UserError
+from cellzoo.common.io import json_safe
 
 #: NAS-Bench-NLP logs 50 epochs of validation loss
 NBNLP_EPOCHS = IntList(1, 50)
@@ -154,7 +155,7 @@ def eval_nbnlp_command(train_size: int, test_size: int, seeds: int, data: str | 
     except ValueError as e:
         raise UserError(str(e)) from e
     if as_json:
-        click.echo(json.dumps(_no_nan(result)))
+        click.echo(json.dumps(json_safe(result), allow_nan=False))
         return
     click.echo(f"train {train_size}, test {test_size}, mean over {seeds} seed(s):")
     keys = list(result["mean"]["ranker"])
@@ -218,17 +219,6 @@ def build_prior_command(data: str | None, out: str | None, limit: int | None,
     best = max(h["val_score"] for h in ranker.history)
     click.echo(f"prior fitted on {len(runs[:limit])} PTB and {len(wt2 or [])} WikiText-2 runs in "
                f"{len(ranker.history)} epochs (held-out tau {best:.3f}); saved {out}")
-
-
-def _no_nan(value):
-    """NaN (an undefined correlation) becomes null, so that the output is strict JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_no_nan(v) for v in value]
-    return value
 
 
 @click.command("ranker")
