@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from cellzoo.evolve.finalists import draw_finalists, rung_taus
 from cellzoo.evolve.forecast import hours_left, ladder_forecast
-from cellzoo.evolve.progress import draw_progress, progress_frame
+from cellzoo.evolve.progress import draw_progress, progress_frame, progress_summary
 from cellzoo.report import html as h
 from cellzoo.report.context import Report, SearchRun, Unavailable
 
@@ -57,13 +58,30 @@ def progress_section(rep: Report) -> str:
                    "every training (colour: origin) at the point of its run where it happened, "
                    "counted in rung-0 cells (new candidates) trained, and the best so far per "
                    "kind of search and rung (log scale)")
-        table = _ladder_progress_table(frame, tokens, plans)
+        table = _ladder_progress_table(frame, tokens, plans) + _finalists(rep, frame)
     else:
         caption = ("every trained candidate (colour: origin) and the best so far per kind of "
                    "search (log scale)")
         table = _progress_table(frame)
     return (h.figure(src, caption) + table
             + h.para(h.link("progress.csv", "progress data (CSV)")))
+
+
+def _finalists(rep: Report, frame: pd.DataFrame) -> str:
+    """The finalists' chart (`evolve.finalists`) with each run's Kendall tau per rung, or
+    nothing before any ladder search has a finalist."""
+    runs = progress_summary(frame)
+    if not any(f["status"] == "ok" for run in runs for f in run["finalists"]):
+        return ""
+    path, src = rep.image("finalists.png")
+    draw_finalists(runs, path)
+    taus = "; ".join(f"{run['run']}: " + ", ".join("–" if t is None else f"{t:.2f}"
+                                                   for t in rung_taus(run))
+                     for run in runs if run["finalists"])
+    return h.figure(src, "the finalists (the cells trained at each ladder search's highest "
+                         "rung) ranked among themselves at every rung, labelled with their "
+                         "top-rung test perplexity; Kendall tau of each rung's validation "
+                         f"against the top rung's test perplexity, rung 0 up: {taus}")
 
 
 def _progress_table(frame: pd.DataFrame) -> str:

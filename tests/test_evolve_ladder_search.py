@@ -275,6 +275,8 @@ def test_the_report_reads_a_ladder_run(reference, tmp_path):
         assert row[6] == f"{min(r['val_ppl'] for r in at if r['status'] == 'ok'):,.2f}"
         assert row[10:] == [str(6 // 2 ** rung), "0.00"]  # the forecast: a finished search
     assert next(r for r in rows if r[2] == "all rungs")[10:] == ["10", "0.00"]
+    assert (out / "img" / "finalists.png").stat().st_size > 0  # the top rung's cell
+    assert "ranked among themselves at every rung" in (out / "index.html").read_text()
 
     header, *cells = page.tables["best-cells"]
     assert header[5:8] == ["rung 0 val ppl (9,000 tokens)", "rung 1 val ppl (18,000 tokens)",
