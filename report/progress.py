@@ -104,7 +104,7 @@ def _ladder_progress_table(frame: pd.DataFrame, tokens: dict[str, list[int]],
                            plans: dict[str, tuple[int, int]]) -> str:
     """Per run of a ladder search, a row per rung (``tokens``: each run's rung budgets, []
     if unknown; a rung not reached yet has a row when its run's rung count is known) and
-    one for all rungs: trainings, diverged or failed, CPU hours (the logged seconds), the
+    one for all rungs: trainings, diverged or failed, training hours (the logged seconds), the
     best at the rung, the rung-0 cells trained when it was first reached, and those needed
     to reach random search's best at the same rung; and the forecast (`ladder_forecast`,
     from a run's ``plans`` entry: its rung-0 cells and eta) of the trainings at the end
@@ -122,7 +122,7 @@ def _ladder_progress_table(frame: pd.DataFrame, tokens: dict[str, list[int]],
         rows.append([h.text(run), h.text(arm), "all rungs", *_cost(part), "", "", "", "",
                      *plan.get("all", [h.MISSING] * 2)])
     header = ["run", "kind", "rung", "trainings (rung 0: new cells)", "diverged/failed",
-              "CPU hours", "best val ppl", "reached at (rung-0 cells)",
+              "training hours", "best val ppl", "reached at (rung-0 cells)",
               "random's best at the rung", "rung-0 cells to reach random's best",
               "trainings at the end (forecast)", "training hours to go (forecast)"]
     return h.table(header, rows, numeric=(3, 4, 5, 6, 7, 8, 9, 10, 11),
@@ -151,7 +151,7 @@ def _plan(part: pd.DataFrame, rungs: int, plan: tuple[int, int] | None) -> dict:
 
 
 def _cost(part: pd.DataFrame) -> list[str]:
-    """Trainings, diverged or failed ones, and CPU hours of some rows of one run."""
+    """Trainings, diverged or failed ones, and training hours of some rows of one run."""
     return [h.num(len(part)), h.num(int((part["status"] != "ok").sum())),
             h.num(part["seconds"].sum() / 3600)]
 
