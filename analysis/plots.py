@@ -175,7 +175,8 @@ def draw_diversity(frame: pd.DataFrame, measure: str = "CKA") -> Figure:
     """Gain against dissimilarity per pair, coloured by the better member's perplexity (the
     quality `diversity_stats` holds fixed); points labelled while there are few."""
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    better = frame[["ppl_a", "ppl_b"]].min(axis=1).round(1).rename("better member's ppl")
+    better = frame[["ppl_a", "ppl_b"]].min(axis=1).round(1).rename(
+        "better member's ppl\n(on the compared tokens)")
     sns.scatterplot(data=frame.assign(**{better.name: better}), x="dissimilarity", y="gain",
                     hue=better.name, palette="viridis", ax=ax, s=50)
     if len(frame) <= LABELLED_PAIRS:
