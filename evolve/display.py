@@ -26,7 +26,9 @@ def describe(event: Event) -> str:
     if m.rung:
         source += f", rung {m.rung}"
     rate = 60 * event.trained / event.elapsed if event.elapsed > 0 else 0.0
-    return (f"last {result} ({source}, {m.hash[:8]})  best {_ppl(event.best.val_ppl)}  "
+    best = event.best  # a ladder search's best is at the highest rung reached: say which
+    where = f" (rung {best.rung}, {best.hash[:8]})" if best.rung else ""
+    return (f"last {result} ({source}, {m.hash[:8]})  best {_ppl(best.val_ppl)}{where}  "
             f"{rate:.1f}/min")
 
 

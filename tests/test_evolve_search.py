@@ -12,9 +12,10 @@ import pytest
 from cellzoo.dsl import parse
 from cellzoo.evolve.candidates import Candidate, allowed, library_candidates, prefilter
 from cellzoo.evolve.config import ConfigError, SearchConfig, for_resume, load_toml, resolve
+from cellzoo.evolve.display import describe
 from cellzoo.evolve.population import AgingEvolution, Member, MuPlusLambda, tournament
 from cellzoo.evolve.progress import draw_progress, progress_frame
-from cellzoo.evolve.search import Search
+from cellzoo.evolve.search import Event, Search
 from cellzoo.zoo import Zoo
 
 TINY_TRAIN = {"hidden": 8, "budget_tokens": 1200, "eval_tokens": 300, "batch_size": 4,
@@ -80,6 +81,18 @@ def test_prefilter_keeps_the_best_plus_a_random_share():
     assert [cands.index(c) for c in again] == [cands.index(c) for c in chosen]
     only_random = prefilter(cands, None, 4, 0.25, random.Random(1))
     assert len(only_random) == 4
+
+
+def test_the_progress_line_says_at_which_rung_a_ladder_search_s_best_is():
+    def member(hash_: str, val: float, rung: int) -> Member:
+        return Member(hash_ * 16, "x", "ok", val, 0, "mutation", 1, rung=rung)
+
+    last = member("a", 240.5, 1)
+    top = describe(Event(last, member("b", 116.22, 4), 10, 150, 0, 600.0))
+    assert top == ("last 240.50 (mutation, rung 1, aaaaaaaa)  "
+                   "best 116.22 (rung 4, bbbbbbbb)  1.0/min")
+    proxy = describe(Event(member("c", 300.0, 0), member("c", 300.0, 0), 3, 30, 0, 60.0))
+    assert proxy == "last 300.00 (mutation, cccccccc)  best 300.00  3.0/min"
 
 
 def test_tournament_picks_the_fittest_of_the_sample_and_failures_lose():
