@@ -17,6 +17,7 @@ import pandas as pd
 from cellzoo.analysis import plots
 from cellzoo.analysis.activations import Text, layer
 from cellzoo.analysis.similarity import similarity_matrix
+from cellzoo.common.figures import save_figure
 from cellzoo.common.io import json_safe
 from cellzoo.zoo import Run
 
@@ -55,14 +56,14 @@ def draw_comparison(c: Comparison, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     steps = plots.first_sentence(c.text.words)
     heat = plots.heatmap_frame({n: v[:steps] for n, v in c.reps.items()}, c.text.words[:steps])
-    paths = {"heatmaps": plots.save_figure(plots.draw_heatmaps(heat), out / "heatmaps.png")}
+    paths = {"heatmaps": save_figure(plots.draw_heatmaps(heat), out / "heatmaps.png")}
     if c.cka is None:
         return paths
     val_ppl = {n: r.val_ppl for n, r in zip(c.names, c.runs, strict=True)}
     pairs = plots.diversity_frame(c.logp, c.cka)
-    paths["clustermap"] = plots.save_figure(
+    paths["clustermap"] = save_figure(
         plots.draw_clustermap(plots.clustermap_frame(c.cka, val_ppl)), out / "clustermap.png")
-    paths["diversity"] = plots.save_figure(plots.draw_diversity(pairs), out / "diversity.png")
+    paths["diversity"] = save_figure(plots.draw_diversity(pairs), out / "diversity.png")
     paths["pairs"] = out / "pairs.csv"
     pairs.to_csv(paths["pairs"], index=False)
     paths["diversity_stats"] = out / "diversity_stats.json"

@@ -1,6 +1,6 @@
 """The analysis plots, each in two steps: a data function returning a tidy DataFrame (tested)
 and a drawing function taking that frame and returning a matplotlib Figure (the caller saves
-it, e.g. with `save_figure`). The report page reuses both steps.
+it, e.g. with `common.figures.save_figure`). The report page reuses both steps.
 
 - activation heatmaps: one panel per cell, hidden units over the words of one sentence,
   one colour scale for all panels;
@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from itertools import combinations
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -32,14 +31,6 @@ from cellzoo.analysis.ensemble import ensemble_logp, perplexity
 #: clip the shared colour scale at this percentile of |activation| so one outlier cell
 #: (ReLU, LayerNorm) does not wash out the others
 COLOUR_PERCENTILE = 99.0
-
-
-def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 # --- activation heatmaps ----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cellzoo.common.figures import save_figure
 from cellzoo.dsl import cell_hash
 from cellzoo.dsl.library import LIBRARY
 
@@ -69,11 +70,7 @@ def draw_finalists(runs: list[dict[str, Any]], out: str | Path) -> Path:
     handles = [plt.Line2D([], [], color=palette[o], marker="o", label=o) for o in origins]
     axes[0, 0].legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.3, 1))
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def _draw_run(ax, ranks: pd.DataFrame, palette: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from cellzoo.common.errors import UserError
+from cellzoo.common.figures import save_figure
 from cellzoo.common.io import read_jsonl
 from cellzoo.evolve.rundir import EVALUATIONS_LOG, RunDir
 
@@ -225,11 +226,7 @@ def draw_progress(frame: pd.DataFrame, out: str | Path, title: str | None = None
     axes[0, 0].set_title(title or "\n".join(_arm_summary(part, ladder)
                                             for _, part in frame.groupby("arm", sort=False)))
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def _draw_rung(ax, frame: pd.DataFrame, curves: pd.DataFrame, rung: int, ladder: bool,

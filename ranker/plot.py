@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cellzoo.common.figures import save_figure
 from cellzoo.ranker.metrics import rank_metrics
 
 LOG_NAME = "ranker_log.jsonl"
@@ -80,5 +81,4 @@ def draw(log: pd.DataFrame, per_round: pd.DataFrame, out: str | Path) -> None:
     right.set_title("Kendall tau per round (live accuracy)")
     right.axhline(0, color="grey", lw=0.8)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out)
