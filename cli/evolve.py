@@ -344,7 +344,7 @@ def plot_finalists(run_dirs: tuple[str, ...], out: str, as_json: bool) -> None:
     """The cells each ladder search trained at its highest rung, ranked among themselves at
     every rung on the way (a bump chart: where lines cross, a rung ranked them otherwise
     than the top did). A search is its RUN_DIR or its evaluations LOG."""
-    from cellzoo.evolve.finalists import draw_finalists, rung_taus
+    from cellzoo.evolve.finalists import draw_finalists, rung_taus, tau_text
     from cellzoo.evolve.progress import progress_summary
 
     runs = progress_summary(_frame(run_dirs))
@@ -358,9 +358,8 @@ def plot_finalists(run_dirs: tuple[str, ...], out: str, as_json: bool) -> None:
         click.echo(json.dumps({"out": str(path), "runs": summary}, allow_nan=False))
         return
     for run in summary:
-        taus = ", ".join("-" if t is None else f"{t:.2f}" for t in run["tau"])
         click.echo(f"{run['run']}: {len(run['finalists'])} finalists; Kendall tau of each "
-                   f"rung against the top rung's test perplexity: {taus}")
+                   f"rung against the top rung's test perplexity: {tau_text(run['tau'])}")
     click.echo(f"wrote {path}")
 
 

@@ -23,6 +23,16 @@ from cellzoo.dsl.library import LIBRARY
 _LIBRARY_NAMES = {cell_hash(cell.expr): name for name, cell in LIBRARY.items()}
 
 
+def ok_finalists(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The finalists of one run (`progress_summary` output) whose top-rung training ran ok."""
+    return [f for f in run.get("finalists", []) if f["status"] == "ok"]
+
+
+def tau_text(taus: list[float | None]) -> str:
+    """Per-rung taus (`rung_taus`) as one line, '-' where there is none."""
+    return ", ".join("-" if t is None else f"{t:.2f}" for t in taus)
+
+
 def finalist_ranks(runs: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per ok finalist and rung of each run (`progress_summary` output): run,
     ``name`` (a library cell's name, else the hash's first 8 characters), origin, rung,
@@ -30,8 +40,7 @@ def finalist_ranks(runs: list[dict[str, Any]]) -> pd.DataFrame:
     cell has no result there) and the finalist's top-rung ``test_ppl``."""
     rows = []
     for run in runs:
-        ok = [f for f in run.get("finalists", []) if f["status"] == "ok"]
-        for finalist in ok:
+        for finalist in ok_finalists(run):
             name = _LIBRARY_NAMES.get(finalist["hash"], finalist["hash"][:8])
             for rung, val in enumerate(finalist["val_by_rung"]):
                 rows.append({"run": run["run"], "name": name, "origin": finalist["origin"],
@@ -101,8 +110,7 @@ def rung_taus(run: dict[str, Any]) -> list[float | None]:
     do)."""
     from scipy.stats import kendalltau
 
-    ok = [f for f in run.get("finalists", []) if f["status"] == "ok"
-          and f["test_ppl"] is not None]
+    ok = [f for f in ok_finalists(run) if f["test_ppl"] is not None]
     taus: list[float | None] = []
     for rung in range(len(ok[0]["val_by_rung"]) if ok else 0):
         pairs = [(f["val_by_rung"][rung], f["test_ppl"]) for f in ok

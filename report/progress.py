@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from cellzoo.evolve.finalists import draw_finalists, rung_taus
+from cellzoo.evolve.finalists import draw_finalists, rung_taus, tau_text
 from cellzoo.evolve.forecast import hours_left, ladder_forecast
 from cellzoo.evolve.progress import draw_progress, progress_frame, progress_summary
 from cellzoo.report import html as h
@@ -71,12 +71,12 @@ def _finalists(rep: Report, frame: pd.DataFrame) -> str:
     """The finalists' chart (`evolve.finalists`) with each run's Kendall tau per rung, or
     nothing before any ladder search has a finalist."""
     runs = progress_summary(frame)
-    if not any(f["status"] == "ok" for run in runs for f in run["finalists"]):
-        return ""
     path, src = rep.image("finalists.png")
-    draw_finalists(runs, path)
-    taus = "; ".join(f"{run['run']}: " + ", ".join("–" if t is None else f"{t:.2f}"
-                                                   for t in rung_taus(run))
+    try:
+        draw_finalists(runs, path)
+    except ValueError:  # no ladder search has a finalist yet
+        return ""
+    taus = "; ".join(f"{run['run']}: {tau_text(rung_taus(run))}"
                      for run in runs if run["finalists"])
     return h.figure(src, "the finalists (the cells trained at each ladder search's highest "
                          "rung) ranked among themselves at every rung, labelled with their "
