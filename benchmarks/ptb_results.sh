@@ -17,6 +17,11 @@
 #   benchmarks/ptb_results.sh wikitext CELL RATE [SEED]    # the same recipe on WikiText-2, into
 #        # $ZOO_WT2 (about 10 hours of one loaded CPU core; the rate is the cell's PTB probe's)
 #   benchmarks/ptb_results.sh ensembles A B C              # LSTM seeds A+B against LSTM A + cell C
+#        # (run ids in $ZOO_FULL), then the greedy ensemble and CKA over the best runs of
+#        # $ZOO_FULL and the evolution arm's zoo together ($OUT/ptb-all.h5)
+#   benchmarks/ptb_results.sh finish                       # after the evolution arm: its winner's
+#        # second seed and the LSTM's seeds 0 and 1 (for their weights: a rebuilt arm's zoo keeps
+#        # none), two at a time, then `ensembles` over them
 #   benchmarks/ptb_results.sh keep                         # each arm's log into docs/data (run it
 #        # every so often while the arms run, and commit: the machine may not outlive the session)
 #   benchmarks/ptb_results.sh pack ARM FILE                # a stopped arm's run directory (without
@@ -56,12 +61,17 @@ workers=${WORKERS:-1}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$runs" "$out"
 
+run_name() {  # run_name PREFIX CELL RATE SEED: PREFIX-<hash>-lr<RATE>-s<SEED>
+  local hash
+  hash=$(cellzoo dsl check "$2" --json | python -c "import json,sys; print(json.load(sys.stdin)['hash'][:8])")
+  echo "$1-$hash-lr$3-s$4"
+}
+
 full_run() {  # full_run PREFIX TASK ZOO CELL RATE SEED [OPTION ...]: zaremba-small at the
-  # LSTM's parameter count on TASK, checkpointed in $runs/PREFIX-<hash>-lr<RATE>-s<SEED>
+  # LSTM's parameter count on TASK, checkpointed in $runs/<run_name>, its result in $out
   local prefix=$1 task=$2 zoo_=$3 cell=$4 rate=$5 seed=$6 name
   shift 6
-  name=$(cellzoo dsl check "$cell" --json | python -c "import json,sys; print(json.load(sys.stdin)['hash'][:8])")
-  name="$prefix-$name-lr$rate-s$seed"
+  name=$(run_name "$prefix" "$cell" "$rate" "$seed")
   cellzoo train "$cell" --task "$task" --preset zaremba-small --match-params LSTM --lr "$rate" \
     --seed "$seed" --checkpoint "$runs/$name" --zoo "$zoo_" --lock-timeout 3600 "$@" --json \
     > "$out/$name.json"
@@ -81,7 +91,7 @@ retrain() {  # retrain CELL NAME: zaremba-small on PTB at the DSL LSTM's paramet
   done
 }
 
-case ${1:?usage: ptb_results.sh ladder|ladder-random|keep|pack ARM FILE|unpack ARM FILE|full CELL RATE [SEED]|wikitext CELL RATE [SEED]|fidelity|ensembles A B C|baseline CELL|search|random|winners|retrain K|analysis N} in
+case ${1:?usage: ptb_results.sh ladder|ladder-random|keep|pack ARM FILE|unpack ARM FILE|full CELL RATE [SEED]|wikitext CELL RATE [SEED]|fidelity|ensembles A B C|finish|baseline CELL|search|random|winners|retrain K|analysis N} in
   ladder|ladder-random)
     dir="$runs/ptb-$1"
     log=${RESTORE-docs/data/ptb-$1-evaluations.jsonl}  # the arm's recorded results
@@ -161,13 +171,34 @@ print(w["hash"], format(w["lr"], "g"), format(w["val_ppl"], ".2f"),
     python benchmarks/ladder_fidelity.py --task ptb --schedule prefix --out "$runs/fidelity-prefix" \
       --max-rung 0 --zoo "$runs/ptb-ladder.h5" "${random_zoo[@]}" --zoo "$zoo_full" \
       --points 929560,1859120 "$@" ;;
-  ensembles)
+  ensembles)  # each result also in $out/ensemble-*.json and $out/compare-all/
     a=${2:?LSTM seed 0 run id}; b=${3:?LSTM seed 1 run id}; c=${4:?searched cell run id}
-    for runs_ in "$a,$b" "$a,$c"; do
-      cellzoo ensemble "$zoo_full" --runs "$runs_" --select top --json
+    cellzoo ensemble "$zoo_full" --runs "$a,$b" --select top --json | tee "$out/ensemble-lstm-seeds.json"
+    cellzoo ensemble "$zoo_full" --runs "$a,$c" --select top --json | tee "$out/ensemble-lstm-cell.json"
+    all=$out/ptb-all.h5  # the full runs and the arm's: the greedy pool is the whole zoo's best
+    ladder_zoo=()
+    [ -f "$runs/ptb-ladder.h5" ] && ladder_zoo=("$runs/ptb-ladder.h5")
+    cellzoo zoo import "$all" "$zoo_full" "${ladder_zoo[@]}"
+    cellzoo ensemble "$all" --task ptb --top 10 --select greedy --size 5 --json \
+      | tee "$out/ensemble-greedy.json"
+    cellzoo compare "$all" --task ptb --top 10 --out "$out/compare-all" --json ;;
+  finish)  # longest first: the winner's run, then the LSTM's two, on whichever core frees
+    "$0" ladder-winner > /dev/null
+    IFS=$'\t' read -r _ rate _ _ cell < "$out/ladder-winner.tsv"
+    trainings=("$cell|$rate|1" "LSTM|1|0" "LSTM|1|1")
+    for t in "${trainings[@]}"; do
+      while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n; done
+      IFS='|' read -r c r s <<< "$t"
+      "$0" full "$c" "$r" "$s" > /dev/null &
     done
-    cellzoo ensemble "$zoo_full" --task ptb --top 5 --select greedy --json
-    cellzoo compare "$zoo_full" --task ptb --top 5 --out "$out/compare-full" --json ;;
+    while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n; done
+    ids=()
+    for t in "LSTM|1|0" "LSTM|1|1" "${trainings[0]}"; do
+      IFS='|' read -r c r s <<< "$t"
+      ids+=("$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["run_id"])' \
+        "$out/$(run_name zs "$c" "$r" "$s").json")")
+    done
+    "$0" ensembles "${ids[@]}" ;;
   baseline)
     retrain "${2:?which cell}" "$2" ;;
   search|random)

@@ -248,13 +248,17 @@ def _store(zoo_path: str, lock_timeout: float, result: TrainResult, lineage: dic
                         f"  cellzoo zoo add {zoo_path} {saved}") from None
     if unsaved is None:
         saved.unlink()
-    _print(result, as_json)
+    _print(result, as_json, run_id)
     click.echo(f"stored run {run_id} in {zoo_path}", err=True)
 
 
-def _print(result: TrainResult, as_json: bool) -> None:
+def _print(result: TrainResult, as_json: bool, run_id: str | None = None) -> None:
+    """The result on stdout; with ``run_id`` (the run stored in a zoo), its id too."""
     if as_json:
-        click.echo(json.dumps(result.to_json()))
+        data = result.to_json()
+        if run_id is not None:
+            data["run_id"] = run_id
+        click.echo(json.dumps(data))
         return
     click.echo(f"cell      {result.expr}")
     click.echo(f"hash      {result.hash}  config {result.config.key()}")

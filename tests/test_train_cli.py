@@ -110,6 +110,9 @@ def test_zoo_option_stores_the_run(run, tmp_path):
     data = json.loads(result.stdout)
     with Zoo.open(path) as zoo:
         assert zoo.has_run(data["hash"], data["config_key"])
+        assert zoo.run(data["run_id"]).hash == data["hash"]
+    without_zoo = json.loads(run("train", "tanh-RNN", *TINY, "--json").stdout)
+    assert "run_id" not in without_zoo
 
 
 def test_data_path_lists_the_search(run, tmp_path, monkeypatch):
