@@ -73,6 +73,29 @@ class KeyScope:
         return [r for r in zoo.runs() if r.config_key == self.key]
 
 
+#: a round's two sources of candidates: bred from the population, proposed by the proposer
+BRED, PROPOSED = "bred", "proposed"
+#: the candidates a logged round took from a source (None: the log does not hold the round)
+Logged = Callable[[str], "list[Candidate] | None"]
+
+
+def source_of(origin: str) -> str:
+    """The source (`BRED` or `PROPOSED`) of a candidate of an offspring round."""
+    return PROPOSED if origin == "controller" else BRED
+
+
+def _as_logged(logged: list[Candidate], pool: list[Candidate], picked: list[Candidate],
+               n: int) -> list[Candidate]:
+    """The logged candidates (each as the pool's candidate of the same cell where the pool
+    has it, with its pre-filter score and prediction), then the search's own picks that the
+    log lacks, up to ``n``: a round the log holds only part of (the last, its other cells in
+    flight when the log ended) is completed as the search would."""
+    mine = {cand.hash: cand for cand in pool}
+    out = [mine.get(cand.hash, cand) for cand in logged]
+    held = {cand.hash for cand in out}
+    return out + [cand for cand in picked if cand.hash not in held][: max(0, n - len(out))]
+
+
 class Round(NamedTuple):
     """A round's candidates: those to train, and those whose run the zoo already holds."""
 
@@ -97,29 +120,40 @@ class Breeder:
 
     # ---- rounds --------------------------------------------------------------------------
 
-    def initial(self, size: int, taken: set[str], zoo: Zoo, scope: Scope) -> Round:
-        """The human library (what the operator level allows), then random cells."""
+    def initial(self, size: int, taken: set[str], zoo: Zoo, scope: Scope,
+                logged: Logged | None = None) -> Round:
+        """The human library (what the operator level allows), then random cells (with
+        ``logged``: see `offspring`)."""
         cands = library_candidates(self.config.ops, self.config.limits) \
             if self.config.library else []
         cands = self._unique(cands[:size], self._random, size, taken)
+        from_log = logged(BRED) if logged is not None else None
+        cands = cands if from_log is None else _as_logged(from_log, cands, cands, size)
         return self._handed_out(Round(*self._split_known(cands, zoo, scope)))
 
-    def offspring(self, k: int, taken: set[str], zoo: Zoo, scope: Scope) -> Round:
+    def offspring(self, k: int, taken: set[str], zoo: Zoo, scope: Scope,
+                  logged: Logged | None = None) -> Round:
         """``k`` candidates to train (bred, and a share from the proposer), pre-filtered;
-        none of them in ``taken``."""
+        none of them in ``taken``. With ``logged`` (a rebuild from a search's log), each
+        source's cells are the ones ``logged`` gives for it where it holds the round: the pool
+        is still made and pre-filtered (on the build and seed that wrote the log the two
+        agree), but the round trains what the log says it trained, whatever this build's
+        numerics or this search's seed."""
         self._refit_ranker(zoo, scope)
         self._update_proposer()
         factor = self.config.offspring_factor if self.ranker_ready else 1
         k_prop = int(round(k * self.config.controller_share)) if self.proposer else 0
         chosen, known = [], []
-        for n, make in ((k - k_prop, self._breed), (k_prop, self._propose)):
+        for n, make, source in ((k - k_prop, self._breed, BRED), (k_prop, self._propose, PROPOSED)):
             if n == 0:
                 continue
             # each source is checked against ``taken`` alone, not against the other's pool
             pool, pool_known = self._split_known(make(n * factor, set(taken)), zoo, scope)
             known += pool_known
             scores = self._score(pool)
-            chosen += prefilter(pool, scores, n, self.config.random_share, self.rng)
+            picked = prefilter(pool, scores, n, self.config.random_share, self.rng)
+            from_log = logged(source) if logged is not None else None
+            chosen += picked if from_log is None else _as_logged(from_log, pool, picked, n)
         return self._handed_out(Round(chosen, known))
 
     def _handed_out(self, done: Round) -> Round:

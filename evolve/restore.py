@@ -9,10 +9,16 @@ result LOG holds (the same cell at the same rung and learning rate) is taken fro
 instead of trained. The search's choices depend only on those results (breeding, ASHA,
 the ranker's fits and the controller's updates read cell, status and perplexity), so it
 makes the same choices in the same order until it reaches a job that LOG lacks, and from
-there it trains. A search that reaches such jobs while LOG still holds results it has not
+there it trains. Where its numerics differ from the run that wrote LOG (another PyTorch
+build or processor: the ranker's predictions and the controller's samples move in the last
+digits, and a pre-filter that ranks two offspring almost level keeps the other), or its
+seed does, each round trains the cells LOG says it trained (`round_cells`), so
+the rebuild still follows LOG to its end; from there the search goes on with its own
+choices. A search that reaches jobs LOG lacks while LOG still holds results it has not
 taken (more of them than could have been in flight when LOG ended) is not the search that
-wrote LOG: another configuration, seed or version of the search. It stops with an error
-before training them, instead of training for hours what LOG was meant to spare.
+wrote LOG (another ladder, whose promotions differ, or a log with rows missing). It stops
+with an error before training them, instead of training for hours what LOG was meant to
+spare.
 
 What is restored: every rung-0 result (the probe's chosen rate and its run; a cell that
 failed there failed as a candidate) and every ok or diverged promotion. A failed promotion
@@ -43,6 +49,9 @@ import torch
 
 from cellzoo.common.errors import UserError
 from cellzoo.common.io import read_jsonl
+from cellzoo.dsl import parse
+from cellzoo.evolve.breeding import source_of
+from cellzoo.evolve.candidates import Candidate
 from cellzoo.evolve.jobs import Job
 from cellzoo.evolve.ladder import Ladder
 from cellzoo.train import TrainResult
@@ -132,6 +141,19 @@ class Restored:
     def position(self, key: tuple[str, int]) -> int:
         """Where the result of ``key`` stands in the log (its results' order)."""
         return self.order[key]
+
+    def round_cells(self, index: int, source: str) -> list[Candidate] | None:
+        """The new cells round ``index`` took from ``source`` (`breeding.BRED`, the initial
+        round's too, or `PROPOSED`) in the run that wrote the log, in the order their
+        results came (an order that can always be replayed, `Search._complete`); None when
+        the log holds no new cell of the round."""
+        rows = [row for row in self.rows.values()
+                if row["rung"] == 0 and row.get("round") == index and not row.get("reused")]
+        if not rows:
+            return None
+        return [Candidate(parse(row["expr"]), row["origin"], row.get("operator"),
+                          list(row.get("parents") or []), int(row.get("generation") or 0))
+                for row in rows if source_of(row["origin"]) == source]
 
     def wave(self, key: tuple[str, int]) -> int | None:
         """The wave ``key``'s result was recorded in (None: a wave of its own)."""

@@ -42,6 +42,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -307,10 +308,10 @@ class Search:
             f"the rebuilt search has left its log {self.restored.source}: it would train "
             f"cell {job.hash[:8]} at rung {job.rung}, which the log lacks, while {left} of "
             f"its {len(self.restored)} results are still untaken; the log was written under "
-            f"another configuration, seed or version of the search. Rebuild with the "
-            f"configuration it was run under, or, to train on from here without the rest of "
-            f"the log, delete {self.files.restore_log} and run `cellzoo evolve --resume "
-            f"{self.files.path}`")
+            f"another ladder configuration, or rows are missing from it. "
+            f"Rebuild with the configuration it was run under, or, to train on from here "
+            f"without the rest of the log, delete {self.files.restore_log} and run "
+            f"`cellzoo evolve --resume {self.files.path}`")
 
     def _new_in_flight(self) -> int:
         return sum(job.rung == 0 for job in self.in_flight.values())
@@ -333,13 +334,15 @@ class Search:
         index = self.counters.rounds
         self.counters.rounds += 1
         taken = self.seen | {j.hash for j in self.queue} | {j.hash for j in self.in_flight.values()}
+        logged = None if self.restored is None else partial(self.restored.round_cells, index)
         if index == 0:
             chosen, known = self.breeder.initial(self.config.population, taken, self.zoo,
-                                                 self.scope)
+                                                 self.scope, logged)
             chosen = chosen[: self._remaining()]
         else:
             chosen, known = self.breeder.offspring(
-                min(self.config.round_size, self._remaining()), taken, self.zoo, self.scope)
+                min(self.config.round_size, self._remaining()), taken, self.zoo, self.scope,
+                logged)
         for cand in chosen:
             self.queue.append(self._new_job(cand, index))
             self.counters.next_job += 1

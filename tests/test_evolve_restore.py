@@ -1,8 +1,9 @@
 """Rebuilding a lost ladder search from its evaluations log (`cellzoo evolve --restore`): the
 rebuilt search makes the same choices (breeding, ASHA, the ranker's pre-filter, the
-controller) and ends like the original, taking each logged result instead of training it;
+controller) and ends like the original, taking each logged result instead of training it,
+also where its own pre-filter and controller would choose otherwise;
 from a log cut short it trains on and still ends like the original; a failed promotion is
-trained again; a search that is not the log's stops where it leaves the log; a search whose
+trained again; a search that leaves its log stops there; a search whose
 workers trained side by side is rebuilt in the order its results came; bad uses are refused
 before anything is written."""
 
@@ -118,23 +119,39 @@ def test_a_failed_promotion_in_the_log_is_trained_again(reference):
     assert outcome(tmp / "failed.h5", tmp / "failed") == expected
 
 
+def test_a_search_whose_own_choices_differ_follows_its_log(reference):
+    """Another seed stands for another PyTorch build or device: its controller proposes other
+    cells and its pre-filter keeps others (the ranker's predictions differ), yet each round
+    trains what the log says it trained, so the rebuild ends like the original, nothing
+    trained."""
+    tmp, toml, expected = reference
+    done = rebuild(tmp, toml, "seed1", tmp / "ref" / "evaluations.jsonl", "--seed", "1")
+    assert done.returncode == 0, done.stderr
+    assert all(row["restored"] for row in RunDir(tmp / "seed1").evaluations())
+    rebuilt = outcome(tmp / "seed1.h5", tmp / "seed1")
+    assert rebuilt["ranker"] != expected["ranker"]  # its own pre-filter chose otherwise
+    assert {**rebuilt, "ranker": None} == {**expected, "ranker": None}
+
+
 @pytest.mark.parametrize("workers", [(), TWO_WORKERS], ids=["as-logged", "more-workers"])
 def test_a_search_that_leaves_its_log_stops_before_training(reference, workers):
-    """Another seed draws other cells: the rebuild takes what the log shares with it (the
-    library cells) and stops at the first cell the log lacks, also with more workers than
-    the log's one (which had no job in flight without a row when it ended); deleting
-    restore.jsonl, as the error says, lets it train on."""
+    """A log without one of the search's promotions (as another ladder's log would be): the
+    rebuild takes what the log holds up to that promotion and stops there, also with more
+    workers than the log's one (which had no job in flight without a row when it ended);
+    deleting restore.jsonl, as the error says, lets it train on."""
     tmp, toml, _ = reference
     original = RunDir(tmp / "ref").evaluations()
-    name = f"seed1-{len(workers)}"
-    done = rebuild(tmp, toml, name, tmp / "ref" / "evaluations.jsonl", "--seed", "1",
-                   *workers)
+    k = next(i for i, row in enumerate(original) if row["rung"] == 1)
+    log = write_log(tmp / "gap.jsonl", [*original[:k], *original[k + 1:]])
+    name = f"gap-{len(workers)}"
+    done = rebuild(tmp, toml, name, log, *workers)
     assert done.returncode == 2, done.stderr
     assert f"has left its log {tmp / name / 'restore.jsonl'}" in done.stderr
+    assert f"cell {original[k]['hash'][:8]} at rung 1" in done.stderr
     taken = RunDir(tmp / name).evaluations()
     assert taken and all(row["restored"] for row in taken)  # nothing was trained
-    assert f"while {len(original) - len(taken)} of its {len(original)} results" in done.stderr
-    assert not (tmp / name / "cells").exists()
+    assert f"while {len(original) - 1 - len(taken)} of its {len(original) - 1} results" \
+        in done.stderr
     (tmp / name / "restore.jsonl").unlink()
     again = run_evolve(toml, tmp / f"{name}.h5", tmp / name, "--resume")
     assert again.returncode == 0, again.stderr
