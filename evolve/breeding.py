@@ -86,14 +86,16 @@ def source_of(origin: str) -> str:
 
 def _as_logged(logged: list[Candidate], pool: list[Candidate], picked: list[Candidate],
                n: int) -> list[Candidate]:
-    """The logged candidates (each as the pool's candidate of the same cell where the pool
-    has it, with its pre-filter score and prediction), then the search's own picks that the
+    """The logged candidates, with the lineage the log gives them and the pre-filter's score
+    and prediction where the pool drew the same cell, then the search's own picks that the
     log lacks, up to ``n``: a round the log holds only part of (the last, its other cells in
     flight when the log ended) is completed as the search would."""
     mine = {cand.hash: cand for cand in pool}
-    out = [mine.get(cand.hash, cand) for cand in logged]
-    held = {cand.hash for cand in out}
-    return out + [cand for cand in picked if cand.hash not in held][: max(0, n - len(out))]
+    for cand in logged:
+        if cand.hash in mine:
+            cand.score, cand.predicted = mine[cand.hash].score, mine[cand.hash].predicted
+    held = {cand.hash for cand in logged}
+    return logged + [cand for cand in picked if cand.hash not in held][: max(0, n - len(logged))]
 
 
 class Round(NamedTuple):
