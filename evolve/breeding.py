@@ -155,7 +155,10 @@ class Breeder:
             scores = self._score(pool)
             picked = prefilter(pool, scores, n, self.config.random_share, self.rng)
             from_log = logged(source) if logged is not None else None
-            chosen += picked if from_log is None else _as_logged(from_log, pool, picked, n)
+            if from_log is not None:
+                picked = _as_logged(from_log, pool, picked, n)
+                self._score([c for c in picked if c.predicted is None])  # cells it did not draw
+            chosen += picked
         return self._handed_out(Round(chosen, known))
 
     def _handed_out(self, done: Round) -> Round:

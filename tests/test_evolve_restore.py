@@ -131,6 +131,9 @@ def test_a_search_whose_own_choices_differ_follows_its_log(reference):
     rebuilt = outcome(tmp / "seed1.h5", tmp / "seed1")
     assert rebuilt["ranker"] != expected["ranker"]  # its own pre-filter chose otherwise
     assert {**rebuilt, "ranker": None} == {**expected, "ranker": None}
+    # and its ranker log still predicts every cell the pre-filter stood before
+    cells = [(row["round"], row["rung"], row["hash"]) for row in expected["ranker"]]
+    assert [(row["round"], row["rung"], row["hash"]) for row in rebuilt["ranker"]] == cells
 
 
 @pytest.mark.parametrize("workers", [(), TWO_WORKERS], ids=["as-logged", "more-workers"])
