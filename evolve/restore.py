@@ -168,6 +168,13 @@ class Restored:
         row = self.rows.get((job.hash, job.rung))
         if row is None or (job.lr is not None and job.lr != row["lr"]):
             return None
+        budget = ladder.budgets(corpus)[job.rung]
+        if row.get("rung_tokens", budget) != budget:  # a log written before the column: trusted
+            raise RestoreError(
+                f"cannot restore from {self.source}: its row n={row['n']} trained cell "
+                f"{job.hash[:8]} at rung {job.rung} for {row['rung_tokens']:,} tokens, and this "
+                f"search's rung {job.rung} is {budget:,} tokens; rebuild with the configuration "
+                f"the log was written under (its --config)")
         self.untaken.discard((job.hash, job.rung))
         with torch.random.fork_rng(devices=[]):  # sizing a cell must not move the search's RNG
             config = ladder.configs(job.expr, corpus, row["lr"])[job.rung]

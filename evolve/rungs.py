@@ -60,6 +60,7 @@ class Climb:
     ladder: Ladder = field(init=False)
     asha: Asha = field(init=False)
     scope: RungScope = field(init=False)
+    budgets: list[int] = field(init=False)  # each rung's training tokens
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: cells recorded since the last `prune` (all of them after a restore)
     unpruned: set[str] = field(default_factory=set)
@@ -69,6 +70,7 @@ class Climb:
         reference = self.ladder.configs(self.ladder.reference, self.corpus)  # checks budgets
         self.asha = Asha(self.ladder.eta, len(reference))
         self.scope = RungScope(recipe(reference[0].to_dict()))
+        self.budgets = self.ladder.budgets(self.corpus)
 
     def job(self, job_id: int, expr: str, lineage: dict[str, Any], rung: int = 0,
             lr: float | None = None, **extra: Any) -> Job:

@@ -427,8 +427,9 @@ class Search:
                "parents": lineage.get("parents"), "run_id": run_id, "seconds": seconds,
                "best_val_ppl": self.best.to_dict()["val_ppl"], "time": time.time(),
                **(marks or {})}
-        if self.climb is not None:  # the cell's probed learning rate
+        if self.climb is not None:  # the cell's probed learning rate, the rung's budget
             row["lr"] = self.climb.cells[member.hash]["lr"]
+            row["rung_tokens"] = self.climb.budgets[member.rung]
         self.files.log_evaluation(row)
         if self.on_event is not None:
             self.on_event(Event(member, self.best, self.new_trained,

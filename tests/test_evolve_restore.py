@@ -253,3 +253,21 @@ def test_a_log_that_is_not_a_ladder_search_s_is_refused_with_its_line(reference,
     assert done.exit_code == 2, done.output
     assert f"cannot restore from {bad}: line 3 has no lr" in done.output
     assert not (tmp_path / "run").exists() and not (tmp_path / "z.h5").exists()
+
+
+def test_a_log_of_another_ladder_is_refused_at_its_first_row(reference):
+    """Each row names its rung's budget: a rebuild under another ladder (a lower top rung,
+    so every rung smaller) stops at the first result it would take, nothing trained; a log
+    written before the column rebuilds as before."""
+    tmp, toml, expected = reference
+    original = RunDir(tmp / "ref").evaluations()
+    done = rebuild(tmp, toml, "other-ladder", tmp / "ref" / "evaluations.jsonl",
+                   "--top-tokens", "30000")
+    assert done.returncode == 2, done.stderr
+    assert ("at rung 0 for 9,000 tokens, and this search's rung 0 is 7,500 tokens; rebuild "
+            "with the configuration") in done.stderr
+    assert not (tmp / "other-ladder" / "cells").exists()
+    older = [{k: v for k, v in row.items() if k != "rung_tokens"} for row in original]
+    again = rebuild(tmp, toml, "older", write_log(tmp / "older.jsonl", older))
+    assert again.returncode == 0, again.stderr
+    assert outcome(tmp / "older.h5", tmp / "older") == expected
