@@ -80,7 +80,7 @@ Logged = Callable[[str], "list[Candidate] | None"]
 
 
 def source_of(origin: str) -> str:
-    """The source (`BRED` or `PROPOSED`) of a candidate of an offspring round."""
+    """The source (`BRED` or `PROPOSED`) of a round's candidate of this origin."""
     return PROPOSED if origin == "controller" else BRED
 
 
