@@ -193,7 +193,7 @@ print(w["hash"], format(w["lr"], "g"), format(w["val_ppl"], ".2f"),
     done
     while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n; done
     ids=()
-    for t in "LSTM|1|0" "LSTM|1|1" "${trainings[0]}"; do
+    for t in "${trainings[1]}" "${trainings[2]}" "${trainings[0]}"; do  # LSTM 0, 1, winner
       IFS='|' read -r c r s <<< "$t"
       ids+=("$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["run_id"])' \
         "$out/$(run_name zs "$c" "$r" "$s").json")")

@@ -185,6 +185,6 @@ class Restored:
             val_ppl=float(row["val_ppl"]) if ok else math.nan,
             test_ppl=float(row.get("test_ppl") or math.nan),
             params=params, tokens_per_s=math.nan, seconds=float(row["seconds"]),
-            tokens_trained=ladder.budgets(corpus)[job.rung] if ok else 0, curve=[], device="",
+            tokens_trained=budget if ok else 0, curve=[], device="",
             error=f"restored from {self.source} (row n={row['n']}; no weights or curve kept)",
             config=config, probe_seconds=float(row["seconds"]) if job.rung == 0 else None)
