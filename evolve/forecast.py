@@ -17,7 +17,10 @@ before the first promotion there is no forecast above rung 0.
 The pace is the device's that trains the search now: the costs per training come from the
 trainings on the device of its latest one (``device`` in the log; rows that do not say are
 one group of their own), so a search moved to a GPU machine and back is forecast at the
-pace of the machine it is on, not at a mean over both.
+pace of the machine it is on, not at a mean over both. A rung that device has not trained
+yet is extrapolated from the rung below as above where that rung's cost is known, and costs
+the mean of its trainings on the other devices where it is not (a log whose older rows do
+not name their device, say), rather than going without a forecast.
 """
 
 from __future__ import annotations
@@ -44,17 +47,22 @@ def ladder_forecast(frame: pd.DataFrame, evaluations: int, eta: int,
         counted = done[done["status"] != "failed"]  # a failure is retried, its cost says nothing
         timed = pace[(pace["rung"] == rung) & (pace["status"] != "failed")]
         if len(timed):
-            each = float(timed["seconds"].sum()) / 3600 / len(timed)
-        elif rung > 1:
+            each = _mean_hours(timed)
+        elif rung > 1 and math.isfinite(each):
             each *= eta
-        else:
-            each = math.nan
+        else:  # elsewhere, or before the first promotion nowhere
+            each = _mean_hours(counted) if len(counted) else math.nan
         expected = evaluations // eta ** rung
         if cells:  # the search's promotions so far, at its pace per rung-0 cell
             expected = max(expected, math.ceil(len(done) * evaluations / cells))
         left = max(expected - len(counted), 0)
         rows.append([rung, len(done), expected, hours, each, left * each if left else 0.0])
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _mean_hours(trainings: pd.DataFrame) -> float:
+    """The mean training hours of rows of `progress_frame`."""
+    return float(trainings["seconds"].mean()) / 3600
 
 
 def on_latest_device(frame: pd.DataFrame) -> pd.DataFrame:

@@ -78,3 +78,15 @@ def test_the_pace_is_the_device_s_that_trains_the_search_now():
     back = pd.concat([moved, runs.iloc[:1]], ignore_index=True)  # a row from before the field
     on_cpu = ladder_forecast(back, evaluations=18, eta=3, rungs=3)
     assert on_cpu["hours_each"].tolist() == pytest.approx([0.1, 0.5, 1.5])
+
+
+def test_a_rung_the_latest_device_has_not_trained_is_costed_from_the_others():
+    """A log whose older rows do not name their device (written before the field) and whose
+    newer ones do: the newest device has trained rungs 0 and 2 only. Rung 1 costs its older
+    trainings' mean, not nothing, rung 2 its own and rung 3 three times rung 2."""
+    older = frame({0: [360.0] * 9, 1: [1800.0] * 3, 2: [3600.0]}).assign(device=None)
+    newer = frame({0: [720.0], 2: [7200.0]}).assign(device="cpu")
+    forecast = ladder_forecast(pd.concat([older, newer], ignore_index=True),
+                               evaluations=27, eta=3, rungs=4)
+    assert forecast["hours_each"].tolist() == pytest.approx([0.2, 0.5, 2.0, 6.0])
+    assert math.isfinite(hours_left(forecast))
