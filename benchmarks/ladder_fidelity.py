@@ -489,7 +489,9 @@ def same_ladder(out: Path, ladder: dict[str, Any]) -> str | None:
     return None
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line, checked; the ladder, its budgets and the extra cells as attributes
+    ``ladder``, ``budgets`` and ``extra``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", choices=sorted(PRESETS), default="ptb")
     parser.add_argument("--preset", default=None, help="default: zaremba-small / synthetic-small")
@@ -534,9 +536,16 @@ def main() -> None:
                                       "budgets": budgets, "train_seed": args.train_seed})
     if mismatch:
         parser.error(mismatch)
+    args.ladder, args.budgets, args.extra = ladder, budgets, extra
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    ladder, budgets = args.ladder, args.budgets
     journal = Journal(args.out / "results.jsonl")
     cells = fidelity_cells(args.cells, args.seed)
-    cells += [expr for expr in dict.fromkeys(extra) if expr not in cells]
+    cells += [expr for expr in dict.fromkeys(args.extra) if expr not in cells]
     print(f"ladder {ladder.preset}: rungs of {budgets} tokens; {len(cells)} cells", flush=True)
     last = len(budgets) - 1 if args.max_rung is None else min(args.max_rung, len(budgets) - 1)
     with ExitStack() as stack:  # the --zoo files, opened once for every lookup
