@@ -14,29 +14,31 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from cellzoo.dsl.function import behaviour
+from cellzoo.evolve.progress import own_seconds
 
 DATA = Path(__file__).resolve().parents[1] / "docs" / "data"
 LOGS = [DATA / "ptb-ladder-evaluations.jsonl", DATA / "ptb-ladder-random-evaluations.jsonl"]
 
 
-def classify(rows: Iterable[dict]) -> pd.DataFrame:
-    """One row per logged result: rung, seconds, and ``kind``: ``ignores input``,
-    ``duplicate of <hash>`` (the first cell of the log that computes the same) or ``new``."""
+def classify(rows: Sequence[dict]) -> pd.DataFrame:
+    """One row per logged result: rung, its own training seconds (`own_seconds`), and
+    ``kind``: ``ignores input``, ``duplicate of <hash>`` (the first cell of the log that
+    computes the same) or ``new``."""
     first: dict[str, str] = {}  # fingerprint -> the first cell computing it
     out = []
-    for row in rows:
+    for row, seconds in zip(rows, own_seconds(rows), strict=True):
         seen = behaviour(row["expr"])
         owner = first.setdefault(seen.fingerprint, row["hash"])
         kind = ("ignores input" if not seen.reads_input
                 else "new" if owner == row["hash"] else f"duplicate of {owner[:8]}")
         out.append({"hash": row["hash"][:8], "rung": row["rung"], "status": row["status"],
-                    "val_ppl": row["val_ppl"], "seconds": row["seconds"], "kind": kind})
+                    "val_ppl": row["val_ppl"], "seconds": seconds, "kind": kind})
     return pd.DataFrame(out)
 
 
@@ -61,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     table = []
     for path in args.logs:
-        frame = classify(json.loads(line) for line in path.open())
+        frame = classify([json.loads(line) for line in path.open()])
         table.append(summary(path.name, frame))
         if args.cells:
             print(frame[frame["kind"] != "new"].to_string(index=False), end="\n\n")

@@ -19,6 +19,7 @@ each one best-so-far line per kind of search (`best_curves`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import pandas as pd
 from cellzoo.common.errors import UserError
 from cellzoo.common.figures import save_figure
 from cellzoo.common.io import read_jsonl
+from cellzoo.evolve.config import LADDER_DEFAULTS
 from cellzoo.evolve.rundir import EVALUATIONS_LOG, RunDir
 
 #: a point this many times the median of the plot's perplexities is an outlier
@@ -57,7 +59,9 @@ def progress_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     for label, run_dir in zip(_labels(run_dirs), run_dirs, strict=True):
         rows, kind = _read(Path(run_dir))
         rows = [r for r in rows if not r.get("reused")]
+        seconds = own_seconds(rows)
         frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in DERIVED])
+        frame["seconds"] = seconds
         frame["rung"] = frame["rung"].fillna(0).astype(int)
         for column in ("val_ppl", "lr", "seconds", "test_ppl"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
@@ -72,6 +76,40 @@ def progress_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=COLUMNS)
     return pd.concat(frames, ignore_index=True)
+
+
+def own_seconds(rows: Sequence[dict[str, Any]]) -> list[float]:
+    """Each row's own training seconds. A promotion continues the rung below's branch
+    checkpoint, and its run's seconds count what that run had spent; a row written since
+    the log has ``branch_seconds`` says its seconds are its own already. In an older row
+    they are not, and the branch run's share is estimated: at rung 2 and above as the rung
+    below's logged seconds (its branch checkpoint is written at its end, or for the top
+    rung at the decay onset just before it), at rung 1 (rung 0 logs the whole probe's
+    seconds) as the share of the row's tokens that rung 0 trained (``1/eta`` at the default
+    ``eta`` where the rows do not log their tokens). An older promotion that trained from
+    scratch (its branch checkpoint lost with a machine) is undercounted."""
+    logged = {(r.get("hash"), r.get("rung", 0)): r for r in rows}
+    own = []
+    for row in rows:
+        seconds, rung = _seconds(row), row.get("rung") or 0
+        below = logged.get((row.get("hash"), rung - 1))
+        if "branch_seconds" in row or not rung or below is None:
+            own.append(seconds)
+        elif rung == 1:
+            tokens = (below.get("rung_tokens"), row.get("rung_tokens"))
+            share = tokens[0] / tokens[1] if all(tokens) else 1 / LADDER_DEFAULTS["eta"]
+            own.append(seconds * (1 - share))
+        else:
+            own.append(max(seconds - _seconds(below), 0.0))
+    return own
+
+
+def _seconds(row: dict[str, Any]) -> float:
+    """A row's logged seconds (nan where it has none)."""
+    try:
+        return float(row["seconds"])
+    except (KeyError, TypeError, ValueError):
+        return math.nan
 
 
 def _read(path: Path) -> tuple[list[dict], str]:

@@ -180,11 +180,13 @@ class Restored:
             config = ladder.configs(job.expr, corpus, row["lr"])[job.rung]
             params = model_params(job.expr, corpus.vocab_size, config)
         ok = row["status"] == "ok"
+        branch = float(row.get("branch_seconds", 0.0))  # the row's seconds are its own cost
         return TrainResult(
             expr=row["expr"], hash=row["hash"], status=row["status"],
             val_ppl=float(row["val_ppl"]) if ok else math.nan,
             test_ppl=float(row.get("test_ppl") or math.nan),
-            params=params, tokens_per_s=math.nan, seconds=float(row["seconds"]),
+            params=params, tokens_per_s=math.nan, seconds=float(row["seconds"]) + branch,
             tokens_trained=budget if ok else 0, curve=[], device="",
             error=f"restored from {self.source} (row n={row['n']}; no weights or curve kept)",
-            config=config, probe_seconds=float(row["seconds"]) if job.rung == 0 else None)
+            config=config, probe_seconds=float(row["seconds"]) if job.rung == 0 else None,
+            branch_seconds=branch)

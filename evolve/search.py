@@ -389,18 +389,17 @@ class Search:
                 "predicted": job.predicted, "score": job.score,
                 "true_log_ppl": math.log(member.val_ppl) if member.fitness > -math.inf
                 else None, "status": result.status})
-        seconds = result.seconds if result.probe_seconds is None else result.probe_seconds
         marks = {"slots": self.executor.slots, "wave": self.counters.waves,
-                 "device": result.device}
+                 "device": result.device, "branch_seconds": result.branch_seconds}
         if restored:  # where and how the run that wrote the log recorded it
             key = (job.hash, job.rung)
             self.restored.recorded(key)
             row = self.restored.rows[key]
             marks = {"slots": slots_of(row), "wave": row.get("wave"), "restored": True,
-                     **{k: row[k] for k in ("time", "device") if k in row}}
+                     **{k: row[k] for k in ("time", "device", "branch_seconds") if k in row}}
         if math.isfinite(result.test_ppl):  # kept, so that a rebuild restores it to the zoo
             marks["test_ppl"] = result.test_ppl
-        self._admit(member, lineage, job.round, run_id, seconds, marks)
+        self._admit(member, lineage, job.round, run_id, result.cost_seconds, marks)
 
     def _record_reused(self, cand: Candidate, run: Run, round_index: int) -> None:
         self.counters.reused += 1

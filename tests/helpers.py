@@ -115,13 +115,13 @@ class Page(HTMLParser):
 def search_outcome(zoo: Path, run_dir: Path) -> tuple[list[tuple], dict, list[dict]]:
     """What a finished search leaves that must not depend on interruptions or executors: the
     zoo's runs in order (results, lineage, config key, error), the run directory's checkpoint
-    state, and its evaluation log without times, run ids, seconds and how it ran (``slots``,
-    ``wave``, ``device``)."""
+    state, and its evaluation log without times, run ids, seconds (``branch_seconds`` too)
+    and how it ran (``slots``, ``wave``, ``device``)."""
     with Zoo.open(zoo, "r") as z:
         runs = [(r.hash, r.status, r.val_ppl, r.test_ppl, tuple(r.parents), r.origin,
                  r.operator, r.generation, r.config_key, r.error) for r in z.runs()]
     state = json.loads((run_dir / "checkpoint.json").read_text())
-    how = ("time", "run_id", "seconds", "slots", "wave", "device")
+    how = ("time", "run_id", "seconds", "branch_seconds", "slots", "wave", "device")
     log = [{k: v for k, v in json.loads(line).items() if k not in how}
            for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
     return runs, state, log

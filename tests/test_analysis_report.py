@@ -234,7 +234,8 @@ def _ladder_run_dir(path: Path, strategy: str, log: list[tuple], zoo: Zoo) -> Pa
         run_id = zoo.add_run(result, {"origin": origin, "generation": 0, "parents": []})
         rows.append({"hash": zoo.run(run_id).hash, "expr": CELLS[cell], "rung": rung,
                      "reused": False, "status": status, "val_ppl": val, "origin": origin,
-                     "seconds": seconds, "lr": 0.5, "run_id": run_id})
+                     "seconds": seconds, "branch_seconds": 0.0, "lr": 0.5,
+                     "run_id": run_id})
     (path / "evaluations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 

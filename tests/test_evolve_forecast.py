@@ -4,12 +4,14 @@ measured cost, extrapolated by eta to rungs not reached yet."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
 import pytest
 
 from cellzoo.evolve.forecast import hours_left, ladder_forecast
+from cellzoo.evolve.progress import own_seconds, progress_frame
 
 
 def frame(seconds_per_rung: dict[int, list[float]]) -> pd.DataFrame:
@@ -90,3 +92,24 @@ def test_a_rung_the_latest_device_has_not_trained_is_costed_from_the_others():
                                evaluations=27, eta=3, rungs=4)
     assert forecast["hours_each"].tolist() == pytest.approx([0.2, 0.5, 2.0, 6.0])
     assert math.isfinite(hours_left(forecast))
+
+
+
+def test_a_promotion_costs_its_own_seconds_estimated_in_rows_from_before_the_field(tmp_path):
+    """A promotion's run continues the rung below's branch and its seconds count that
+    run's too. Rows that log ``branch_seconds`` hold their own seconds already; in older
+    rows the branch's share is the rung below's seconds, at rung 1 (whose rung below logs
+    the whole probe) its tokens' share, so no hour is counted twice."""
+    older = [{"hash": "a", "rung": 0, "seconds": 90.0, "rung_tokens": 100},
+             {"hash": "a", "rung": 1, "seconds": 60.0, "rung_tokens": 300},
+             {"hash": "a", "rung": 2, "seconds": 150.0},
+             {"hash": "b", "rung": 0, "seconds": 90.0},
+             {"hash": "b", "rung": 1, "seconds": 30.0},  # no tokens: 1/eta at the default
+             {"hash": "d", "rung": 1, "seconds": 30.0}]  # nothing below it: taken whole
+    newer = [{"hash": "c", "rung": 0, "seconds": 90.0, "branch_seconds": 0.0},
+             {"hash": "c", "rung": 1, "seconds": 40.0, "branch_seconds": 20.0}]
+    rows = [{**row, "status": "ok", "val_ppl": 100.0} for row in older + newer]
+    assert own_seconds(rows) == pytest.approx([90.0, 40.0, 90.0, 90.0, 20.0, 30.0, 90.0, 40.0])
+    log = tmp_path / "ladder-evaluations.jsonl"
+    log.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert progress_frame([log])["seconds"].sum() == pytest.approx(490.0)

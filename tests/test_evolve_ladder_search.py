@@ -118,6 +118,10 @@ def test_the_ladder_search_promotes_and_ranks_within_rungs(reference):
                   if row["rung"] == 0]
         assert all(whole >= run for whole, run in probed)
         assert any(whole > run for whole, run in probed)  # a probe that tried both rates
+        # a promotion's row counts its own seconds; its zoo run's add the branch run's share
+        promoted = [(row, zoo.run(row["run_id"]).seconds) for row in rows if row["rung"] > 0]
+        assert all(row["seconds"] + row["branch_seconds"] == pytest.approx(run)
+                   and 0 < row["branch_seconds"] < run for row, run in promoted)
         assert {run.config["budget_tokens"] for run in zoo.runs()} == {9000, 18000, 36000}
     best = summary["top"][0]  # the best cell is ranked at the highest rung reached
     assert best["rung"] == 2

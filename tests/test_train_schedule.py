@@ -82,6 +82,10 @@ def test_a_longer_run_continued_from_the_branch_equals_it_from_scratch(tmp_path)
     assert continued.val_ppl == scratch.val_ppl and continued.test_ppl == scratch.test_ppl
     assert continued.curve == scratch.curve
     assert all(continued.state_dict[k].equal(v) for k, v in scratch.state_dict.items())
+    # its seconds count the branch run's share, which its cost leaves out
+    shared = load_checkpoint(tmp_path / "short", BRANCH_NAME)["position"]["elapsed"]
+    assert continued.branch_seconds == shared > 0 and scratch.branch_seconds == 0
+    assert continued.cost_seconds == continued.seconds - shared > 0
 
 
 @pytest.mark.parametrize("cell, changes, message", [

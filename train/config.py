@@ -230,6 +230,17 @@ class TrainResult:
     #: a ladder's rung-0 result: the seconds of the learning-rate probe that produced it,
     #: every rate's run together (``seconds`` is the chosen rate's run alone)
     probe_seconds: float | None = None
+    #: of ``seconds``, those spent by the run whose branch checkpoint this one continued (a
+    #: ladder promotion's own cost is ``seconds - branch_seconds``; 0 for a run of its own)
+    branch_seconds: float = 0.0
+
+    @property
+    def cost_seconds(self) -> float:
+        """The wall seconds this result cost: the probe's (every rate's run) where a probe
+        made it, else this run's own, less what its branch run had spent."""
+        if self.probe_seconds is not None:
+            return self.probe_seconds
+        return self.seconds - self.branch_seconds
 
     def to_json(self) -> dict[str, Any]:
         """A strictly JSON-serialisable dict (no state_dict; non-finite floats become None)."""

@@ -139,6 +139,7 @@ class Position:
     steps: int = 0
     train_seconds: float = 0.0
     elapsed: float = 0.0  # wall seconds of earlier (interrupted) segments
+    branch_elapsed: float = 0.0  # of those, the run's whose branch checkpoint this continues
     loss_sum: float = 0.0  # per-token training loss summed since the last validation point
     loss_steps: int = 0
     next_eval: int = 0
@@ -283,6 +284,7 @@ class Trainer:
             raise CheckpointError(f"{self.branch_dir}: its branch point ({pos.tokens} tokens) "
                                   f"lies past this run's decay onset; it cannot continue there")
         self._load(payload)
+        self.pos.branch_elapsed = self.pos.elapsed
 
     def _span(self, config: TrainConfig) -> float:
         """The tokens a config's rate schedule spreads its epochs over (nan without epochs).
@@ -434,7 +436,7 @@ class Trainer:
             tokens_per_s=p.tokens / p.train_seconds if p.train_seconds > 0 else math.nan,
             seconds=p.elapsed + time.perf_counter() - self.start, tokens_trained=p.tokens,
             curve=list(p.curve), device=str(self.device), error=error, config=self.config,
-            state_dict=weights)
+            state_dict=weights, branch_seconds=p.branch_elapsed)
 
 
 def _make_optimizer(model: LanguageModel, config: TrainConfig) -> torch.optim.Optimizer:
