@@ -68,10 +68,16 @@ run_name() {  # run_name PREFIX CELL RATE SEED: PREFIX-<hash>-lr<RATE>-s<SEED>
 }
 
 full_run() {  # full_run PREFIX TASK ZOO CELL RATE SEED [OPTION ...]: zaremba-small at the
-  # LSTM's parameter count on TASK, checkpointed in $runs/<run_name>, its result in $out
+  # LSTM's parameter count on TASK, checkpointed in $runs/<run_name>, its result in $out. A
+  # result there with its zoo run id is taken as it is (delete it to train and store anew):
+  # training a finished checkpoint again would read it back and store it in the zoo twice
   local prefix=$1 task=$2 zoo_=$3 cell=$4 rate=$5 seed=$6 name
   shift 6
   name=$(run_name "$prefix" "$cell" "$rate" "$seed")
+  if grep -q '"run_id": "[0-9a-f]' "$out/$name.json" 2>/dev/null; then
+    cat "$out/$name.json"
+    return
+  fi
   cellzoo train "$cell" --task "$task" --preset zaremba-small --match-params LSTM --lr "$rate" \
     --seed "$seed" --checkpoint "$runs/$name" --zoo "$zoo_" --lock-timeout 3600 "$@" --json \
     > "$out/$name.json"
