@@ -23,7 +23,8 @@ def test_ignoring_and_duplicate_cells_are_counted_as_spared(tmp_path):
             (DEAD_CODE_CHILD, 1, 900.0)]
     log = tmp_path / "evaluations.jsonl"
     log.write_text("".join(json.dumps({"hash": cell_hash(expr), "expr": expr, "rung": rung,
-                                       "status": "ok", "val_ppl": 500.0, "seconds": seconds})
+                                       "status": "ok", "val_ppl": 500.0, "seconds": seconds,
+                                       "branch_seconds": 0.0})
                            + "\n" for expr, rung, seconds in rows))
     done = subprocess.run([sys.executable, str(SCRIPT), str(log), "--cells"],
                           capture_output=True, text=True, timeout=300)
